@@ -1,0 +1,3 @@
+from splatforge.cli import main
+
+main()

@@ -1,0 +1,276 @@
+"""The run directory: the one contract between stages.
+
+Every stage reads files that earlier stages wrote here and writes only its own, so any stage can be
+re-run, resumed, or run on another machine. Layout (paths relative to the run folder):
+
+    run.json                 manifest: versions, configuration, each stage's status/start/end/error
+    input/                   what the user gave, when it had to be unpacked (zip) or linked
+    frames/                  the images the pipeline works on (extracted video frames or linked photos)
+    frames.json              per frame: source (file or video time stamp), sharpness, source index
+    quality.json             capture check result (score, verdict, advice, per-image measures)
+    quality/                 contact sheet (PNG + HTML)
+    colmap/database.db       SfM features and matches
+    sparse/0/                COLMAP model of `frames/` (original camera models, with 3D points)
+    images_undistorted/      PINHOLE images for training (originals stay in frames/)
+    transforms.json          the training scene: nerfstudio layout (camera-to-world, OpenGL axes),
+                             PINHOLE intrinsics, file paths into images_undistorted/ (or frames/)
+    poses.json               what the pose stage measured (registered, errors, timings)
+    checkpoints/             ckpt_XXXXXXX.pt, newest last; written atomically
+    metrics.jsonl            one JSON line per logging step
+    renders/                 held-out renders next to their photographs
+    export/scene.ply         the splat in the standard 3DGS PLY layout
+    report.json, report.html the human report
+
+Writes are atomic (write to a temporary file in the same folder, then rename): a crash never leaves a
+half-written file that a later stage would trust.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from splatforge.console import to_jsonable
+
+STAGES = ("frames", "check", "poses", "train", "export", "report")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(value), indent=2) + "\n")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`.
+
+    For writers that want a file name rather than bytes (torch.save, plyfile, cv2.imwrite). The
+    temporary name keeps the suffix so that writers choosing a format by extension still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    path = Path(path)
+    if not path.exists():
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def collect_versions() -> dict[str, str | None]:
+    """Versions of everything that changes results. Imports are optional: a missing one is None."""
+    import importlib.metadata as md
+
+    from splatforge import __version__
+
+    versions: dict[str, str | None] = {
+        "splatforge": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for dist in ("torch", "gsplat", "pycolmap", "numpy", "opencv-python-headless", "av"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        import torch
+
+        versions["cuda"] = torch.version.cuda
+        versions["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    except Exception:  # torch missing or broken: the doctor explains, the manifest just records it
+        versions["cuda"] = versions["gpu"] = None
+    return versions
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run folder. Creating the object touches nothing on disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    # --- layout ---------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def input(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def frames_json(self) -> Path:
+        return self.root / "frames.json"
+
+    @property
+    def quality_json(self) -> Path:
+        return self.root / "quality.json"
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.root / "quality"
+
+    @property
+    def colmap_dir(self) -> Path:
+        return self.root / "colmap"
+
+    @property
+    def database(self) -> Path:
+        return self.colmap_dir / "database.db"
+
+    @property
+    def sparse(self) -> Path:
+        return self.root / "sparse" / "0"
+
+    @property
+    def images_undistorted(self) -> Path:
+        return self.root / "images_undistorted"
+
+    @property
+    def transforms_json(self) -> Path:
+        return self.root / "transforms.json"
+
+    @property
+    def poses_json(self) -> Path:
+        return self.root / "poses.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def train_json(self) -> Path:
+        return self.root / "train.json"
+
+    @property
+    def renders(self) -> Path:
+        return self.root / "renders"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def ply(self) -> Path:
+        return self.export_dir / "scene.ply"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+    def create(self) -> RunDir:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # --- manifest -------------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        data = read_json(self.manifest, default=None) or {}
+        data.setdefault("stages", {})
+        return data
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        data = self.read_manifest()
+        data.update(fields)
+        data.setdefault("created", now_iso())
+        atomic_write_json(self.manifest, data)
+        return data
+
+    def set_stage(self, stage: str, **fields: Any) -> None:
+        data = self.read_manifest()
+        entry = data["stages"].setdefault(stage, {})
+        entry.update(fields)
+        data.setdefault("created", now_iso())
+        atomic_write_json(self.manifest, data)
+
+    def stage_status(self, stage: str) -> str | None:
+        return self.read_manifest()["stages"].get(stage, {}).get("status")
+
+    @contextmanager
+    def stage(self, name: str, config: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Record a stage in run.json: running -> done | failed (with the error and its advice).
+
+        Yields a dict the stage may fill with a short summary (stored under the stage's entry).
+        """
+        self.create()
+        if not self.read_manifest().get("versions"):
+            self.update_manifest(versions=collect_versions())
+        summary: dict[str, Any] = {}
+        start = now_iso()
+        self.set_stage(name, status="running", start=start, end=None, error=None,
+                       config=to_jsonable(config or {}))
+        t0 = _dt.datetime.now()
+        try:
+            yield summary
+        except BaseException as exc:
+            from splatforge.errors import SplatforgeError
+
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            error = {"type": type(exc).__name__, "message": getattr(exc, "message", str(exc))}
+            if isinstance(exc, SplatforgeError):
+                error["advice"] = exc.advice
+            elif not interrupted:
+                error["traceback"] = traceback.format_exc(limit=8)
+            self.set_stage(name, status="interrupted" if interrupted else "failed", end=now_iso(),
+                           seconds=(_dt.datetime.now() - t0).total_seconds(), error=error,
+                           summary=to_jsonable(summary))
+            raise
+        self.set_stage(name, status="done", end=now_iso(),
+                       seconds=(_dt.datetime.now() - t0).total_seconds(), summary=to_jsonable(summary))
