@@ -50,7 +50,7 @@ def reconstruction_to_scene(rec, image_dir: Path) -> Scene:
         frames.append(Frame(name=image.name, image=image_dir / image.name, camera=cameras[image.camera_id], w2c=w2c))
     points = colors = None
     if rec.num_points3D():
-        pts = list(rec.points3D.values())
+        pts = [rec.points3D[i] for i in sorted(rec.points3D)]
         points = np.array([p.xyz for p in pts], dtype=np.float64)
         colors = np.array([p.color for p in pts], dtype=np.uint8)
     return Scene(frames=frames, points=points, colors=colors)
