@@ -53,15 +53,31 @@ def _root(
     setup_logging(verbose=verbose, quiet=quiet)
 
 
+def _broken_stage(name: str, exc: BaseException) -> None:
+    """A stage whose module cannot be imported (a broken install) must not take the other commands
+    down with it: `splatforge doctor` in particular has to work in a broken environment."""
+    _load_errors[name] = f"{type(exc).__name__}: {exc}"
+
+
+_load_errors: dict[str, str] = {}
+
+
 def _register_all() -> None:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # that stage is not built yet
+            if exc.name == name:  # that stage is not part of this install
                 continue
-            raise
+            _broken_stage(name, exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - reported by `splatforge doctor` and in --help
+            _broken_stage(name, exc)
+            continue
         module.register(app)
+    if _load_errors:
+        broken = "; ".join(f"{n}: {err[:160]}" for n, err in _load_errors.items())
+        app.info.epilog = f"Some commands could not be loaded ({broken}). Run `splatforge doctor` to find out why."
 
 
 _register_all()
