@@ -32,6 +32,7 @@ class PipelineOptions:
     preset: str = "default"  # training preset: fast | default | quality | mcmc | demo
     steps: int | None = None  # override the preset's step count
     from_stage: str | None = None  # redo this stage and all after it
+    until_stage: str | None = None  # stop after this stage (e.g. "poses" to share poses between runs)
     force: bool = False  # continue past a `will-fail` capture verdict
     gpu: int | None = None  # index among visible GPUs; None = the one with most free memory
     backend: str = "auto"  # rasterizer: auto | gsplat | reference
@@ -117,8 +118,10 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
             raise InputError(f"{run.root} is not a run folder with a recorded input", "give the input to start a run")
         source = Path(manifest["input"])
     source = Path(source).expanduser().resolve()
-    if options.from_stage is not None and options.from_stage not in STAGES:
-        raise InputError(f"unknown stage {options.from_stage!r}", f"use one of: {', '.join(STAGES)}")
+    for given in (options.from_stage, options.until_stage):
+        if given is not None and given not in STAGES:
+            raise InputError(f"unknown stage {given!r}", f"use one of: {', '.join(STAGES)}")
+    last = STAGES.index(options.until_stage) if options.until_stage else len(STAGES) - 1
     if manifest.get("input") and Path(manifest["input"]) != source and options.from_stage is None:
         raise InputError(f"{run.root} was started from {manifest['input']}, not {source}",
                          "choose another -o folder, or pass --from frames to start this folder over")
@@ -134,6 +137,9 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
         return not _stage_valid(run, stage)
 
     def stage(name: str, fn: Callable[[dict[str, Any]], None], config: dict[str, Any] | None = None) -> None:
+        if STAGES.index(name) > last:
+            timings[name] = {"status": "not asked for"}
+            return
         if not should_run(name):
             timings[name] = {"status": "skipped (already done)"}
             emit({"stage": name, "fraction": 1.0, "message": "already done"})
@@ -190,7 +196,7 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
     stage("poses", do_poses, {"engine": options.engine, "cameras": options.cameras})
 
     # 4. train --------------------------------------------------------------------------------
-    device, gpu_name = select_gpu(options.gpu)
+    device, gpu_name = select_gpu(options.gpu) if last >= STAGES.index("train") else ("cpu", None)
     if gpu_name:
         log.info("training on GPU %s (%s)", device, gpu_name)
         run.update_manifest(gpu={"device": device, "name": gpu_name})
@@ -234,7 +240,7 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
         summary["html"] = str(run.report_html)
 
     stage("report", do_report)
-    if report is None:
+    if report is None and last >= STAGES.index("report"):
         report = read_json(run.report_json)
     try:
         from splatforge.report import summary_lines

@@ -67,6 +67,7 @@ def run_command(
     preset: str = typer.Option("default", help="Training preset: fast | default | quality | mcmc."),
     steps: int = typer.Option(None, help="Training steps (default: the preset's)."),
     from_stage: str = typer.Option(None, "--from", help="Redo from this stage: frames|check|poses|train|export|report."),
+    until_stage: str = typer.Option(None, "--until", help="Stop after this stage (e.g. poses)."),
     force: bool = typer.Option(False, help="Continue even when the capture check says will-fail."),
     gpu: int = typer.Option(None, help="GPU index among visible ones (default: the one with most free memory)."),
     backend: str = typer.Option("auto", help="Rasterizer: auto | gsplat | reference."),
@@ -79,7 +80,7 @@ def run_command(
     from splatforge.pipeline import PipelineOptions
 
     run_dir = out or DEFAULT_RUNS / Path(source).stem
-    options = PipelineOptions(preset=preset, steps=steps, from_stage=from_stage, force=force, gpu=gpu, backend=backend,
+    options = PipelineOptions(preset=preset, steps=steps, from_stage=from_stage, until_stage=until_stage, force=force, gpu=gpu, backend=backend,
                               engine="known" if cameras is not None and engine == "colmap" else engine,
                               cameras=cameras, frame_count=frames)
     _run(source, run_dir, options, as_json)

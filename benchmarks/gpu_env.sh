@@ -1,0 +1,17 @@
+# Source at the start of a command on a bare GPU host that has torch but not our other dependencies
+# (the lent H100: no internet). Wheels are carried in .whl/ (see docs/benchmarks.md for how they are fetched).
+#   . benchmarks/gpu_env.sh
+# Installs them into /tmp/site, puts src/ on PYTHONPATH, and compiles gsplat's CUDA code once (~80 s).
+set -e
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+export PYTHONUNBUFFERED=1
+export MAX_JOBS=${MAX_JOBS:-16}
+t0=$(date +%s)
+python3 -c "import torch, gsplat; from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA build failed'; print('gsplat', gsplat.__version__, 'on', torch.cuda.get_device_name())"
+echo "gsplat CUDA ready in $(( $(date +%s) - t0 )) s"
+splatforge() { python3 -m splatforge "$@"; }
+set +e
