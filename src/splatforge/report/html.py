@@ -27,30 +27,31 @@ body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-appl
 main{max-width:1100px;margin:0 auto;padding:16px}
 h1{font-size:1.35rem;margin:0 0 4px}h2{font-size:1.1rem;margin:0 0 10px}
 section,header{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px;margin:0 0 14px}
-.sub{color:var(--muted);font-size:.85rem;word-break:break-all}
+.sub{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:2px 10px;border-radius:999px;color:#fff;font-weight:600;font-size:.85rem;
 text-transform:uppercase;letter-spacing:.03em;vertical-align:middle}
 .good,.done,.ok{background:var(--good)}.fair,.risky,.running,.partial,.incomplete{background:var(--fair)}
 .poor,.failed,.will-fail,.interrupted,.unreadable{background:var(--poor)}.missing,.none{background:var(--muted)}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:10px;margin-top:12px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(135px,1fr));gap:10px;margin-top:12px}
 .tile{border:1px solid var(--line);border-radius:8px;padding:8px 10px}
 .tile .k{color:var(--muted);font-size:.75rem;text-transform:uppercase;letter-spacing:.04em}
-.tile .v{font-size:1.3rem;font-weight:650;white-space:nowrap}
+.tile .v{font-size:1.15rem;font-weight:650}
 .reason{margin-top:8px;color:var(--muted)}
 ul.next{margin:0;padding-left:20px}ul.next li{margin:4px 0}
-code{background:#eef2ff;padding:1px 5px;border-radius:4px;font-size:.9em;word-break:break-all}
+code{background:#eef2ff;padding:1px 5px;border-radius:4px;font-size:.9em;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 td,th{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
-th{color:var(--muted);font-weight:500;width:38%}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{color:var(--muted);font-weight:500}table.kv th{width:38%}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px;align-items:start}
 img{max-width:100%;height:auto;display:block;border-radius:6px}
-figure{margin:0 0 14px}figcaption{color:var(--muted);font-size:.85rem;margin-top:4px;word-break:break-all}
+figure{margin:0 0 14px}figcaption{color:var(--muted);font-size:.85rem;margin-top:4px;overflow-wrap:anywhere}
+figure.render img{max-height:85vh;width:auto;margin:0 auto}figure.render figcaption{text-align:center}
 .note{color:var(--muted);font-style:italic}
 .error{border-left:4px solid var(--poor);background:#fef2f2;padding:8px 12px;border-radius:6px;margin:8px 0}
 .advice{border-left:4px solid var(--fair);background:#fffbeb;padding:8px 12px;border-radius:6px;margin:8px 0}
 .scroll{overflow-x:auto}
-@media (max-width:700px){main{padding:8px}.tile .v{font-size:1.1rem}th{width:45%}}
+@media (max-width:700px){main{padding:8px}.tile .v{font-size:1.1rem}table.kv th{width:45%}}
 """
 
 
@@ -61,7 +62,7 @@ def _data_uri(data: bytes, mime: str) -> str:
 def _img(data: bytes | None, alt: str, mime: str = "image/png") -> str:
     if not data:
         return ""
-    return f'<img src="{_data_uri(data, mime)}" alt="{escape(alt)}" loading="lazy">'
+    return f'<img src="{_data_uri(data, mime)}" alt="{escape(alt)}">'
 
 
 def _render_jpeg(path: Path, max_width: int, quality: int) -> bytes:
@@ -84,7 +85,7 @@ def _badge(label: str | None) -> str:
 def _rows(pairs: list[tuple[str, str]]) -> str:
     """Table rows from (label, already-escaped HTML value) pairs."""
     body = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in pairs)
-    return f'<div class="scroll"><table>{body}</table></div>'
+    return f'<div class="scroll"><table class="kv">{body}</table></div>'
 
 
 def _value(value: Any) -> str:
@@ -225,8 +226,9 @@ def _training(report: dict, curves: dict | None) -> str:
                        f'</td><td class="num">{fmt.number(e.get("psnr"), 2)}</td><td class="num">'
                        f'{fmt.number(e.get("ssim"), 4)}</td><td class="num">{fmt.number(e.get("lpips"), 4)}</td></tr>'
                        for e in evals)
-        history = ('<h2>Hold-out evaluations</h2><div class="scroll"><table><tr><th>step</th><th>time</th>'
-                   f'<th>PSNR (dB)</th><th>SSIM</th><th>LPIPS</th></tr>{rows}</table></div>')
+        history = ('<h2>Hold-out evaluations</h2><div class="scroll"><table><tr><th class="num">step</th>'
+                   '<th class="num">time</th><th class="num">PSNR (dB)</th><th class="num">SSIM</th>'
+                   f'<th class="num">LPIPS</th></tr>{rows}</table></div>')
     body = (f'{head}<div class="grid"><div>{_rows(pairs)}</div></div>'
             f'<div class="grid" style="margin-top:12px">{figs}</div>{history}')
     return _section("Training and final metrics", body, "training")
@@ -243,7 +245,7 @@ def _renders(report: dict, run: RunDir, opts) -> str:
         except Exception as exc:  # one unreadable image must not cost the report
             figures.append(f'<p class="note">{escape(rel)} could not be read: {escape(str(exc))}</p>')
             continue
-        figures.append(f"<figure>{_img(jpeg, rel, 'image/jpeg')}<figcaption>{escape(Path(rel).stem)}: "
+        figures.append(f"<figure class=\"render\">{_img(jpeg, rel, 'image/jpeg')}<figcaption>{escape(Path(rel).stem)}: "
                        "render (left) | photograph (right)</figcaption></figure>")
     rest = r["files"][opts.max_renders:]
     more = (f'<p class="note">{len(rest)} more in {escape(str(run.renders))}</p>' if rest else "")
@@ -275,8 +277,8 @@ def _stages(report: dict) -> str:
                     + (f'<tr><td colspan="4">{err}</td></tr>' if err else ""))
     rows.append(f'<tr><td><b>total</b></td><td></td><td class="num"><b>{fmt.duration(s.get("total_seconds"))}'
                 '</b></td><td></td></tr>')
-    table = ('<div class="scroll"><table><tr><th style="width:auto">stage</th><th style="width:auto">status</th>'
-             f'<th style="width:auto">time</th><th style="width:auto">started</th></tr>{"".join(rows)}</table></div>')
+    table = ('<div class="scroll"><table><tr><th>stage</th><th>status</th><th class="num">time</th><th>started</th></tr>'
+             f'{"".join(rows)}</table></div>')
     chart = _img(plots.stage_times(s["stages"]), "time per stage")
     return _section("Time per stage", f'<div class="grid"><div>{table}</div><div>{chart}</div></div>', "stages")
 

@@ -17,9 +17,9 @@ from splatforge.report import fmt
 
 @dataclass(frozen=True)
 class PlotOptions:
-    width_in: float = 5.2
-    height_in: float = 3.4
-    dpi: int = 110
+    width_in: float = 4.2
+    height_in: float = 2.9
+    dpi: int = 130
     color: str = "#2563eb"
     eval_color: str = "#dc2626"
 
@@ -97,17 +97,19 @@ def camera_topdown(geometry: dict[str, Any], max_points: int = 4000, opts: PlotO
     dirs = np.where(norms > 1e-9, dirs / np.maximum(norms, 1e-9), 0.0)
     ax.quiver(xy[:, 0], xy[:, 1], dirs[:, 0] * arrow, dirs[:, 1] * arrow, order, cmap="viridis",
               angles="xy", scale_units="xy", scale=1, width=0.004, zorder=2)
-    pad = 0.08 * max(float((hi - lo).max()), spread)
-    ax.set_xlim(lo[0] - pad, hi[0] + pad)
-    ax.set_ylim(lo[1] - pad, hi[1] + pad)
-    ax.set_aspect("equal", adjustable="datalim")
+    # Equal axes in a square box: distances read the same in both directions.
+    mid, half = (lo + hi) / 2, 0.54 * max(float((hi - lo).max()), spread)
+    ax.set_xlim(mid[0] - half, mid[0] + half)
+    ax.set_ylim(mid[1] - half, mid[1] + half)
+    ax.set_aspect("equal", adjustable="box")
     ax.set_title(f"{len(xy)} cameras seen from above")
     ax.set_xticks([])
     ax.set_yticks([])
     if len(xy) > 1:
         cbar = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02)
         cbar.set_label("image order")
-    ax.legend(loc="upper right", fontsize=7, markerscale=2, framealpha=0.8)
+    if points is not None and len(points):
+        ax.legend(loc="upper right", fontsize=7, markerscale=2, framealpha=0.8)
     return _png(fig)
 
 
@@ -126,8 +128,8 @@ def _time_axis(ax, steps: np.ndarray, seconds: np.ndarray) -> None:
         return np.interp(np.asarray(t) * scale, seconds, steps)
 
     top = ax.secondary_xaxis("top", functions=(to_time, to_step))
-    top.set_xlabel(f"time ({unit})", fontsize=8)
     top.tick_params(labelsize=7)
+    ax.set_xlabel(f"step (top axis: time in {unit})", fontsize=8)
 
 
 def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | None = None) -> dict[str, bytes]:
@@ -152,7 +154,7 @@ def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | Non
         if not draw(ax):
             return
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)  # _time_axis says more when it adds the time axis
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -177,8 +179,8 @@ def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | Non
             ax.plot(x, y, color=opts.color, lw=1.2, label="training views")
         if len(ex):
             ax.plot(ex, ey, "o-", color=opts.eval_color, lw=1.2, ms=4, label="held-out views")
-            ax.annotate(f"{ey[-1]:.2f} dB", (ex[-1], ey[-1]), textcoords="offset points", xytext=(-4, 6),
-                        ha="right", fontsize=8, color=opts.eval_color)
+            ax.annotate(f"{ey[-1]:.2f} dB", (ex[-1], ey[-1]), textcoords="offset points", xytext=(-6, -4),
+                        ha="right", va="top", fontsize=8, color=opts.eval_color)
         ax.legend(fontsize=7, loc="lower right")
         return True
 
@@ -187,8 +189,8 @@ def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | Non
         if not len(x):
             return False
         ax.plot(x, y / 1e6, color=opts.color, lw=1.2)
-        ax.annotate(fmt.count(y[-1]), (x[-1], y[-1] / 1e6), textcoords="offset points", xytext=(-4, 6),
-                    ha="right", fontsize=8)
+        ax.annotate(fmt.count(y[-1]), (x[-1], y[-1] / 1e6), textcoords="offset points", xytext=(-6, -4),
+                    ha="right", va="top", fontsize=8)
         return True
 
     def draw_eval(ax) -> bool:
