@@ -1,0 +1,459 @@
+"""The FastAPI application of `splatforge serve`: the /v1 job API, the web UI at /, the viewer at /viewer/.
+
+Requests under /v1 need the bearer token (header `Authorization: Bearer T`, or the `splatforge_token`
+cookie the web UI sets so that the viewer's <iframe> can fetch artifacts). The check happens in an ASGI
+middleware before any request body is read, and the same middleware bounds the body size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import hmac
+import json
+import re
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from splatforge import __version__
+from splatforge.errors import InputError
+from splatforge.rundir import RunDir
+from splatforge.service.executor import RayExecutor, job_paths
+from splatforge.service.settings import ServiceSettings
+from splatforge.service.store import ACTIVE, FINAL, STATES, Job, Store, utcnow
+from splatforge.service.uploads import UploadRefused, remove_job_dir, store_upload
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+UI_FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+COOKIE = "splatforge_token"
+PUBLIC_PREFIXES = ("/ui/", "/viewer/")
+PUBLIC_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/healthz", "/favicon.ico"}
+MULTIPART_SLACK = 1 << 20  # form boundaries and option fields around the files
+
+# Artifact name -> (RunDir attribute, media type). Nothing else under a job can be fetched.
+ARTIFACTS: dict[str, tuple[str, str]] = {
+    "scene.ply": ("ply", "application/octet-stream"),
+    "report.html": ("report_html", "text/html; charset=utf-8"),
+    "report.json": ("report_json", "application/json"),
+    "train.json": ("train_json", "application/json"),
+    "quality.json": ("quality_json", "application/json"),
+    "poses.json": ("poses_json", "application/json"),
+    "frames.json": ("frames_json", "application/json"),
+    "metrics.jsonl": ("metrics_jsonl", "application/x-ndjson"),
+    "transforms.json": ("transforms_json", "application/json"),
+    "run.json": ("manifest", "application/json"),
+}
+COMPUTED_ARTIFACTS = ("cameras.json",)  # the viewer's camera path, computed from the run
+
+
+class ApiError(Exception):
+    """A refusal: HTTP status, what went wrong, what to change."""
+
+    def __init__(self, status: int, message: str, advice: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.advice = status, message, advice
+
+
+def _error_response(status: int, message: str, advice: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "advice": advice}, status_code=status, headers=headers)
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    store: Store
+    executor: Any  # RayExecutor, or anything with start/submit/cancel/stop
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class GuardMiddleware:
+    """Token check and body bound for /v1, before the body is read (pure ASGI, so streaming still works)."""
+
+    def __init__(self, app: Any, settings: ServiceSettings):
+        self.app, self.settings = app, settings
+        self.max_body = settings.limits.max_total_bytes + MULTIPART_SLACK
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.settings.auth_required:
+            refusal = self._check_token(headers)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _error_response(413, f"the request body is {int(length) / 1024**2:.0f} MiB, over the limit of "
+                                  f"{self.max_body / 1024**2:.0f} MiB",
+                                  "send fewer or smaller files (downscale images, or trim the video)",
+                                  {"Connection": "close"})(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def bounded_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _error_response(413, f"the request body is over the limit of {self.max_body / 1024**2:.0f} MiB",
+                                      "send fewer or smaller files", {"Connection": "close"})(scope, receive, send)
+
+    def _check_token(self, headers: dict[str, str]) -> JSONResponse | None:
+        given = None
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        elif "cookie" in headers:
+            for part in headers["cookie"].split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == COOKIE:
+                    given = value
+        if not given:
+            return _error_response(401, "this server needs an access token",
+                                   "send the header `Authorization: Bearer <token>` (the token `splatforge serve` "
+                                   "was started with)", {"WWW-Authenticate": "Bearer"})
+        expected = (self.settings.token or "").encode()
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), expected):
+            return _error_response(403, "the access token is wrong",
+                                   "use the token `splatforge serve` was started with (--token / SPLATFORGE_TOKEN)")
+        return None
+
+
+def _iso(value: _dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _eta_seconds(job: Job) -> float | None:
+    if job.state != "running" or not job.started_at or job.progress < 0.02:
+        return None
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    metrics = job.metrics or {}
+    if job.stage == "train" and metrics.get("steps_per_s") and metrics.get("total") and "step" in metrics:
+        train_left = max(0.0, (metrics["total"] - metrics["step"]) / metrics["steps_per_s"])
+        return round(train_left + elapsed * 0.1 / max(job.progress, 0.02), 1)
+    return round(elapsed * (1.0 - job.progress) / job.progress, 1)
+
+
+def _artifacts(job_id: str, run: RunDir) -> dict[str, str]:
+    found = {name: f"/v1/jobs/{job_id}/artifacts/{name}" for name, (attr, _) in ARTIFACTS.items()
+             if getattr(run, attr).is_file()}
+    if "scene.ply" in found:
+        found["cameras.json"] = f"/v1/jobs/{job_id}/artifacts/cameras.json"
+    return found
+
+
+def job_view(job: Job, jobs_dir: Path, detail: bool = True) -> dict[str, Any]:
+    base = f"/v1/jobs/{job.id}"
+    view: dict[str, Any] = {
+        "id": job.id, "url": base, "page": f"/#/jobs/{job.id}", "state": job.state, "stage": job.stage,
+        "stage_progress": round(100 * job.stage_fraction, 1), "progress": round(100 * job.progress, 1),
+        "eta_s": _eta_seconds(job), "message": job.message, "metrics": job.metrics or {},
+        "error": {"message": job.error, "advice": job.advice} if job.error else None,
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at), "updated_at": _iso(job.updated_at),
+        "attempt": job.attempt, "options": job.options, "inputs": {k: v for k, v in job.inputs.items() if k != "files"},
+    }
+    if detail:
+        view["artifacts"] = _artifacts(job.id, RunDir(job_paths(jobs_dir / job.id)["run"]))
+        view["links"] = {"events": f"{base}/events", "log": f"{base}/log", "cancel": f"{base}/cancel",
+                         "retry": f"{base}/retry"}
+    return view
+
+
+def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
+    """The service application. `executor` defaults to a `RayExecutor` started in the lifespan."""
+    settings.check()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.database_url)
+        ex = executor or RayExecutor(store, db_url=settings.database_url, jobs_dir=settings.jobs_dir,
+                                     runner=settings.runner, address=settings.ray_address,
+                                     num_cpus=settings.ray_num_cpus, job_num_cpus=settings.job_num_cpus,
+                                     progress_interval_s=settings.progress_interval_s)
+        await run_in_threadpool(ex.start)
+        app.state.service = ServiceState(settings, store, ex)
+        if settings.recover_on_start:
+            await run_in_threadpool(recover_jobs, app.state.service)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(ex.stop)
+            store.close()
+
+    app = FastAPI(title="splatforge", version=__version__, lifespan=lifespan,
+                  description="Send captures (images, a video, or a zip); get camera poses, a trained Gaussian "
+                              "splat, a PLY and a report back. Every /v1 request needs `Authorization: Bearer <token>`.")
+    app.add_middleware(GuardMiddleware, settings=settings)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.message, exc.advice)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        return _error_response(422, f"invalid request: {where}: {first.get('msg', 'invalid')}",
+                               "see /docs for the fields this endpoint takes")
+
+    def service(request: Request) -> ServiceState:
+        return request.app.state.service
+
+    def get_job(request: Request, job_id: str) -> Job:
+        if not JOB_ID.match(job_id):
+            raise ApiError(404, f"no job {job_id!r}", "job ids are the `id` returned by POST /v1/jobs")
+        job = service(request).store.get(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id}", "list jobs with GET /v1/jobs; deleted jobs are gone")
+        return job
+
+    # --- jobs -----------------------------------------------------------------------------------
+    @app.post("/v1/jobs", status_code=202, tags=["jobs"],
+              form_limits={"max_files": settings.limits.max_files + 1, "max_fields": 64})
+    def create_job(
+        request: Request,
+        files: list[UploadFile] = File(..., description="Images, one video, or one zip of either (repeat the field)."),
+        preset: str = Form("default", description="Training preset: " + " | ".join(settings.presets)),
+        steps: int | None = Form(None, description="Training steps (default: the preset's)."),
+        force: bool = Form(False, description="Train even when the capture check predicts failure."),
+        frame_count: int | None = Form(None, description="Frames to take from a video (default: chosen from it)."),
+        downscale: float | None = Form(None, description="Training image downscale (default: the preset's)."),
+    ) -> JSONResponse:
+        """Upload a capture and queue a job. Returns at once with the job id and URL."""
+        st = service(request)
+        limits = settings.limits
+        if preset not in settings.presets:
+            raise ApiError(422, f"unknown preset {preset!r}", f"use one of: {', '.join(settings.presets)}")
+        if steps is not None and not 1 <= steps <= limits.max_steps:
+            raise ApiError(422, f"steps={steps} is out of range", f"use 1..{limits.max_steps}, or leave it out")
+        if frame_count is not None and not 3 <= frame_count <= limits.max_files:
+            raise ApiError(422, f"frame_count={frame_count} is out of range", f"use 3..{limits.max_files}")
+        if downscale is not None and not 1.0 <= downscale <= 16.0:
+            raise ApiError(422, f"downscale={downscale} is out of range", "use 1..16, or leave it out")
+        job_id = secrets.token_urlsafe(16)
+        job_dir = settings.jobs_dir / job_id
+        try:
+            summary = store_upload(((f.filename, f.file) for f in files), job_dir, limits)
+        except UploadRefused as exc:
+            remove_job_dir(job_dir)
+            raise ApiError(exc.status, exc.message, exc.advice) from None
+        except BaseException:
+            remove_job_dir(job_dir)
+            raise
+        options = {"preset": preset, "steps": steps, "force": force, "frame_count": frame_count,
+                   "downscale": downscale}
+        job = st.store.create(job_id, {k: v for k, v in options.items() if v is not None}, summary.to_dict(),
+                              owner=settings.server_name)
+        st.executor.submit(job_id, job.attempt)
+        view = job_view(job, settings.jobs_dir)
+        return JSONResponse(view, status_code=202, headers={"Location": view["url"]})
+
+    @app.get("/v1/jobs", tags=["jobs"])
+    def list_jobs(request: Request, state: str | None = Query(None, description=" | ".join(STATES)),
+                  limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        """Jobs, newest first."""
+        if state is not None and state not in STATES:
+            raise ApiError(422, f"unknown state {state!r}", f"use one of: {', '.join(STATES)}")
+        jobs, total = service(request).store.list(state, limit, offset)
+        nxt = None
+        if offset + len(jobs) < total:
+            nxt = f"/v1/jobs?limit={limit}&offset={offset + limit}" + (f"&state={state}" if state else "")
+        return {"jobs": [job_view(j, settings.jobs_dir, detail=False) for j in jobs], "total": total,
+                "limit": limit, "offset": offset, "next": nxt}
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    def job_status(request: Request, job_id: str) -> dict[str, Any]:
+        """State, stage, progress %, ETA, metrics so far, error with advice, artifacts."""
+        return job_view(get_job(request, job_id), settings.jobs_dir)
+
+    @app.get("/v1/jobs/{job_id}/events", tags=["jobs"])
+    async def job_events(request: Request, job_id: str) -> StreamingResponse:
+        """Server-sent events: `progress` with the job's state on every change, then `end`."""
+        await run_in_threadpool(get_job, request, job_id)
+        store = service(request).store
+
+        async def stream():
+            last = None
+            beat = asyncio.get_running_loop().time()
+            while True:
+                job = await run_in_threadpool(store.get, job_id)
+                if job is None:
+                    yield "event: end\ndata: {\"state\": \"deleted\"}\n\n"
+                    return
+                key = (job.state, job.stage, job.progress, job.message, job.attempt)
+                if key != last:
+                    last = key
+                    yield f"event: progress\ndata: {json.dumps(job_view(job, settings.jobs_dir, detail=False))}\n\n"
+                if job.state in FINAL:
+                    yield f"event: end\ndata: {json.dumps({'state': job.state})}\n\n"
+                    return
+                now = asyncio.get_running_loop().time()
+                if now - beat > 15:
+                    beat = now
+                    yield ": keep-alive\n\n"
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(settings.events_poll_s)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/v1/jobs/{job_id}/log", tags=["jobs"], response_class=PlainTextResponse)
+    def job_log(request: Request, job_id: str, tail: int = Query(2000, ge=1, le=100_000)) -> PlainTextResponse:
+        """The job's log (progress lines, warnings, errors): the last `tail` lines."""
+        job = get_job(request, job_id)
+        path = job_paths(settings.jobs_dir / job.id)["log"]
+        if not path.is_file():
+            return PlainTextResponse("")
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 4 * 1024**2))
+            lines = f.read().decode("utf-8", "replace").splitlines()[-tail:]
+        return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
+
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+        """Stop a queued or running job. Its files stay; retry resumes it."""
+        st = service(request)
+        job = get_job(request, job_id)
+        if not st.store.update_where(job.id, states=ACTIVE, state="cancelled", finished_at=utcnow(),
+                                     message="cancelled"):
+            job = get_job(request, job_id)
+            raise ApiError(409, f"job {job.id} is already {job.state}", "only queued or running jobs can be cancelled")
+        st.executor.cancel(job.id)
+        return job_view(get_job(request, job_id), settings.jobs_dir)
+
+    @app.post("/v1/jobs/{job_id}/retry", status_code=202, tags=["jobs"])
+    def retry_job(request: Request, job_id: str) -> dict[str, Any]:
+        """Queue a failed or cancelled job again; finished stages are kept and training resumes from its
+        last checkpoint."""
+        st = service(request)
+        job = get_job(request, job_id)
+        attempt = st.store.claim_attempt(job.id, settings.server_name, states=("failed", "cancelled"),
+                                         message="queued again (retry)")
+        if attempt is None:
+            raise ApiError(409, f"job {job.id} is {job.state}", "only failed or cancelled jobs can be retried")
+        st.executor.submit(job.id, attempt)
+        return job_view(get_job(request, job_id), settings.jobs_dir)
+
+    @app.delete("/v1/jobs/{job_id}", status_code=204, tags=["jobs"])
+    def delete_job(request: Request, job_id: str) -> Response:
+        """Cancel the job if it is active, then delete its record and all its files."""
+        st = service(request)
+        job = get_job(request, job_id)
+        if st.store.update_where(job.id, states=ACTIVE, state="cancelled", finished_at=utcnow(), message="deleted"):
+            st.executor.cancel(job.id)
+        st.store.delete(job.id)
+        remove_job_dir(settings.jobs_dir / job.id)
+        return Response(status_code=204)
+
+    @app.get("/v1/jobs/{job_id}/artifacts/{name}", tags=["jobs"],
+             description="A file of the job's run, by name: " + ", ".join([*ARTIFACTS, *COMPUTED_ARTIFACTS]))
+    def artifact(request: Request, job_id: str, name: str) -> Response:
+        job = get_job(request, job_id)
+        run = RunDir(job_paths(settings.jobs_dir / job.id)["run"])
+        if name == "cameras.json":
+            from splatforge.viewer.camera_path import camera_path_json
+
+            try:
+                return JSONResponse(camera_path_json(run.root))
+            except InputError as exc:
+                raise ApiError(404, exc.message, "wait until the job has exported its splat") from None
+        if name not in ARTIFACTS:
+            raise ApiError(404, f"no artifact named {name!r}",
+                           f"artifacts are: {', '.join([*ARTIFACTS, *COMPUTED_ARTIFACTS])}")
+        attr, media_type = ARTIFACTS[name]
+        path = getattr(run, attr)
+        if not path.is_file():
+            raise ApiError(404, f"job {job.id} has no {name} yet (state {job.state}, stage {job.stage})",
+                           "wait for the job to reach that stage; GET /v1/jobs/{id} lists the artifacts so far")
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    # --- pages ----------------------------------------------------------------------------------
+    @app.get("/healthz", include_in_schema=False)
+    def health(request: Request) -> dict[str, Any]:
+        st = service(request)
+        return {"ok": True, "version": __version__, "gpu": bool(getattr(st.executor, "use_gpu", False)),
+                "auth": settings.auth_required}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    def ui_file(name: str) -> FileResponse:
+        if name not in UI_FILES:
+            raise ApiError(404, f"no UI file {name!r}", "open / for the web UI")
+        return FileResponse(WEB_DIR / name, media_type=UI_FILES[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/viewer/{path:path}", include_in_schema=False)
+    def viewer_file(path: str) -> Response:
+        found = _viewer_file(path)
+        if found is None:
+            raise ApiError(404, f"no viewer file {path!r}", "open a job page to see its splat")
+        media = {".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8",
+                 ".wasm": "application/wasm", ".json": "application/json"}.get(found.suffix.lower())
+        return FileResponse(found, media_type=media, headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _viewer_file(url_path: str) -> Path | None:
+    """A page or package file of the Spark viewer (`splatforge view`'s page); never job data."""
+    try:
+        from splatforge.viewer.server import ViewerSite
+    except ImportError:
+        return None
+    if url_path in ("scene.ply", "cameras.json"):
+        return None
+    found = ViewerSite(ply=Path("/nonexistent.ply"), cameras={}).resolve("/" + url_path)
+    return found if isinstance(found, Path) else None
+
+
+def recover_jobs(state: ServiceState) -> list[str]:
+    """Queue again this server's jobs that were queued or running when it stopped. The pipeline skips
+    finished stages and resumes training from its last checkpoint, so nothing done is lost."""
+    recovered = []
+    for job in state.store.with_states(ACTIVE, owner=state.settings.server_name):
+        attempt = state.store.claim_attempt(job.id, state.settings.server_name, ACTIVE,
+                                            message=f"queued again after a server restart (was {job.state})")
+        if attempt is not None:
+            state.executor.submit(job.id, attempt)
+            recovered.append(job.id)
+    return recovered
