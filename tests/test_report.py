@@ -28,6 +28,20 @@ def _write_image(path: Path, width: int, height: int, seed: int) -> None:
     Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
 
 
+RENDER_NOISE = (4.0, 16.0, 8.0)  # noise of each held-out render against its photograph: 0001 is the worst
+
+
+def _write_render_pair(path: Path, sigma: float, seed: int) -> None:
+    """render | photograph, the render being the photograph plus Gaussian noise of `sigma` grey levels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photo = rng.integers(40, 215, (120, 160, 3)).astype(np.float64)
+    rendered = np.clip(np.round(photo + rng.normal(0, sigma, photo.shape)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([rendered, photo], axis=1).astype(np.uint8)).save(path)
+
+
 def _orbit_scene(run: RunDir, n: int = 8) -> Scene:
     cam = Camera("PINHOLE", 48, 32, 40.0, 40.0, 24.0, 16.0)
     frames = []
@@ -93,22 +107,30 @@ def make_run(root: Path, *, failed_stage: str | None = None) -> RunDir:
     if upto > 1:
         atomic_write_json(run.quality_json, {
             "score": 78, "verdict": "good", "advice": ["a few frames are blurry; they were dropped"],
-            "images": [{"file": f"{i:04d}.jpg", "sharpness": 100 + i} for i in range(8)],
-            "summary": {"median_sharpness": 104.0, "overlap": 0.62}})
+            "images": [{"index": i + 1, "name": f"{i:04d}.jpg", "width": 48, "height": 32, "sharpness": 100.0 + i,
+                        "features": 900 + 10 * i, "flags": ["blurred"] if i == 5 else []} for i in range(8)],
+            "summary": {"count": 8, "median_sharpness": 104.0, "connected_share": 0.62,
+                        "components": [[f"{i:04d}.jpg" for i in range(8)]],
+                        "flag_counts": {"blurred": 1, "overexposed": 0},
+                        "options": {"risky_below": 65.0}}})
     if upto > 2:
         scene = _orbit_scene(run)
         write_transforms(scene, run.transforms_json, ply_file="sparse_points.ply")
         atomic_write_json(run.poses_json, {
             "engine": "colmap", "registered": 8, "total": 9, "unregistered": ["0008.jpg"],
             "mean_reprojection_error": 0.734, "points": 200,
-            "seconds": {"features": 10.5, "matching": 20.0, "mapping": 40.5}, "model": "sparse/0"})
+            "seconds": {"features": 10.5, "matching": 20.0, "mapping": 40.5}, "model": "sparse/0",
+            "matching": "exhaustive (9 images)", "mapper": "incremental",
+            "unregistered_reasons": {"0008.jpg": "no overlap with the others"}, "notes": []})
     if upto > 3:
         _write_metrics(run.metrics_jsonl)
         atomic_write_json(run.train_json, {
             "steps": 3000, "seconds": 605.0, "eval": FINAL_EVAL, "num_gaussians": 130_000, "backend": "gsplat",
-            "device": "cuda", "preset": "fast", "steps_per_s": 4.96, "peak_gpu_mem_gb": 2.5})
-        for i in range(3):
-            _write_image(run.renders / f"{i:04d}.png", 2 * 160, 120, 10 + i)
+            "device": "cuda", "preset": "fast", "steps_per_s": 4.96, "peak_gpu_mem_gb": 2.5,
+            "initial_eval": {"psnr": 11.2, "ssim": 0.3, "lpips": None}, "lpips_note": None,
+            "eval_on": "held-out", "held_out": 3, "train_views": 5, "resolution": [48, 32]})
+        for i, sigma in enumerate(RENDER_NOISE):
+            _write_render_pair(run.renders / f"{i:04d}.png", sigma, 10 + i)
     if upto > 4:
         _write_gaussian_ply(run.ply, N_GAUSSIANS)
     return run
@@ -153,8 +175,20 @@ def test_report_json_carries_the_numbers(full):
     assert train["eval_history"][0]["psnr"] == pytest.approx(21.0)
     assert train["log_lines"] == 30 and train["peak_gpu_mem_gb"] == pytest.approx(2.5)
 
-    assert report["capture"]["num_images"] == 8
-    assert report["capture"]["summary"]["overlap"] == pytest.approx(0.62)
+    capture = report["capture"]
+    assert capture["num_images"] == 8 and capture["score"] == 78
+    assert capture["summary"]["connected_share"] == pytest.approx(0.62)
+    assert capture["summary"]["flag_counts"] == {"blurred": 1}  # zero counts dropped
+    assert "options" not in capture["summary"] and "components" not in capture["summary"]
+    assert capture["flagged"] == [{"name": "0005.jpg", "flags": ["blurred"]}]
+    assert poses["unregistered_reasons"] == {"0008.jpg": "no overlap with the others"}
+    assert train["eval_on"] == "held-out" and train["held_out"] == 3 and train["initial_eval"]["psnr"] == 11.2
+
+    views = {v["name"]: v["psnr"] for v in report["renders"]["views"]}
+    for i, sigma in enumerate(RENDER_NOISE):  # PSNR of noise with std sigma: 20 log10(255 / sigma)
+        assert views[f"{i:04d}"] == pytest.approx(20 * np.log10(255 / sigma), abs=0.3)
+    assert report["renders"]["worst"]["name"] == "0001"
+    assert any(s.startswith("Weakest held-out view: 0001") for s in report["next_steps"])
     assert report["renders"]["count"] == 3 and report["renders"]["files"][0] == "renders/0000.png"
     assert report["export"]["bytes"] == run.ply.stat().st_size
     assert report["environment"]["versions"]["gpu"] == "NVIDIA H100 80GB HBM3"
@@ -172,11 +206,12 @@ def test_html_is_self_contained(full):
     assert srcs and all(s.startswith("data:image/") for s in srcs)
     jpegs = [s for s in srcs if s.startswith("data:image/jpeg;base64,")]
     assert len(jpegs) == report["renders"]["count"]
-    # camera plot + 4 training curves + stage-time chart
-    assert len(srcs) - len(jpegs) == 6
+    # capture measures + camera plot + 4 training curves + stage-time chart
+    assert len(srcs) - len(jpegs) == 7
     assert len(html.encode()) < 5 * 1024 * 1024
     assert 'name="viewport"' in html
-    for text in ("26.73 dB", "0.881", f"splatforge view {run.root}", "NVIDIA H100 80GB HBM3", "0.734 px"):
+    for text in ("26.73 dB", "0.881", f"splatforge view {run.root}", "NVIDIA H100 80GB HBM3", "0.734 px",
+                 "0008.jpg (no overlap with the others)", "0005.jpg (blurred)", "5 for training, 3 held out"):
         assert text in html
 
 
@@ -293,3 +328,18 @@ def test_topdown_plane_is_the_ground(tmp_path):
     assert u @ np.array([0.0, 0.0, 1.0]) > 0.9
     np.testing.assert_allclose(np.cross(e1, e2), u, atol=1e-9)
     assert abs(e1 @ u) < 1e-9 and abs(e2 @ u) < 1e-9
+
+
+def test_scores_without_hold_out_are_labelled(tmp_path):
+    run = make_run(tmp_path / "run")
+    train = json.loads(run.train_json.read_text())
+    train.update(eval_on="training views (no hold-out)", held_out=0, train_views=8)
+    train["eval"]["psnr"] = 18.5
+    atomic_write_json(run.train_json, train)
+    report = build_report(run)
+    head = report["headline"]
+    assert head["held_out"] is False and head["verdict"] == "poor"
+    assert "training views" in head["reason"]
+    assert any("No views were held out" in s for s in report["next_steps"])
+    assert any("Hold-out PSNR is low (18.5 dB)" in s for s in report["next_steps"])
+    assert "PSNR (train views)" in run.report_html.read_text()

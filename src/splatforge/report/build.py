@@ -148,21 +148,41 @@ def stages_section(manifest: dict) -> dict[str, Any]:
             "created": manifest.get("created")}
 
 
-def capture_section(run: RunDir, stages: dict) -> dict[str, Any]:
+# Keys of quality.json's summary worth showing a person (the rest are options and raw groupings).
+_CAPTURE_SUMMARY_KEYS = ("count", "largest_component", "connected_share", "median_sharpness", "flag_counts",
+                         "cameras", "resolutions", "penalties")
+
+
+def capture_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], list[dict] | None]:
+    """(section, per-image measures for the plot or None)."""
     data, err = _read_json_file(run.quality_json)
     if err:
-        return {"status": "unreadable", "note": err}
+        return {"status": "unreadable", "note": err}, None
     if data is None:
-        return _stage_note(stages, "check", "capture quality check")
-    images = data.get("images") or []
-    return {
+        return _stage_note(stages, "check", "capture quality check"), None
+    images = [m for m in data.get("images") or [] if isinstance(m, dict)]
+    summary = data.get("summary") or {}
+    shown = {}
+    for key in _CAPTURE_SUMMARY_KEYS:
+        value = summary.get(key)
+        if isinstance(value, dict):  # flag counts, penalties: only what is not zero
+            value = {k: v for k, v in value.items() if v}
+        if value not in (None, {}, []):
+            shown[key] = value
+    flagged = [{"name": m.get("name") or m.get("file"), "flags": list(m.get("flags") or [])}
+               for m in images if m.get("flags")]
+    contact = run.quality_dir / "index.html"
+    section = {
         "status": "ok",
         "score": _num(data.get("score")),
         "verdict": data.get("verdict"),
         "advice": [str(a) for a in data.get("advice") or []],
-        "summary": data.get("summary") or {},
+        "summary": shown,
         "num_images": len(images),
+        "flagged": flagged,
+        "contact_sheet": contact.relative_to(run.root).as_posix() if contact.exists() else None,
     }
+    return section, (images or None)
 
 
 def _camera_geometry(run: RunDir) -> dict[str, Any] | None:
@@ -214,6 +234,10 @@ def poses_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[str, 
         "points": data.get("points"),
         "seconds": data.get("seconds") or {},
         "model": data.get("model"),
+        "matching": data.get("matching"),
+        "mapper": data.get("mapper"),
+        "unregistered_reasons": data.get("unregistered_reasons") or {},
+        "notes": [str(n) for n in data.get("notes") or []],
     }
     if not run.poses_json.exists():
         section["note"] = "poses.json is missing; camera positions come from the scene files."
@@ -258,6 +282,12 @@ def training_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[st
                  "lpips": _num(final_eval.get("lpips"))},
         "eval_history": [{"step": r["step"], "elapsed_s": _num(r.get("elapsed_s")),
                           **{k: _num(r["eval"].get(k)) for k in ("psnr", "ssim", "lpips")}} for r in evals],
+        "eval_on": final.get("eval_on", "held-out" if evals else None),
+        "held_out": final.get("held_out"),
+        "train_views": final.get("train_views"),
+        "resolution": final.get("resolution"),
+        "initial_eval": final.get("initial_eval"),
+        "lpips_note": final.get("lpips_note"),
         "log_lines": len(logs),
         "final_loss": _num(last.get("loss")),
         "final_train_psnr": _num(last.get("psnr")),
@@ -265,13 +295,37 @@ def training_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[st
     return section, ({"logs": logs, "evals": evals} if logs or evals else None)
 
 
+def pair_psnr(path: Path) -> float | None:
+    """PSNR (dB, 8-bit) between the two halves of a render | photograph PNG; None if it is not such a pair."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float64)
+    width = pixels.shape[1]
+    if width < 2 or width % 2:
+        return None
+    mse = float(np.mean((pixels[:, : width // 2] - pixels[:, width // 2:]) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
 def renders_section(run: RunDir, stages: dict) -> dict[str, Any]:
     files = sorted(p for p in run.renders.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
         if run.renders.is_dir() else []
     if not files:
         return _stage_note(stages, "train", "held-out render")
-    return {"status": "ok", "count": len(files),
-            "files": [p.relative_to(run.root).as_posix() for p in files]}
+    views = []
+    for path in files:
+        try:
+            value = pair_psnr(path) if path.suffix.lower() == ".png" else None
+        except Exception as exc:  # a truncated PNG: listed, without a score
+            log.debug("render %s unreadable: %s", path, exc)
+            value = None
+        views.append({"file": path.relative_to(run.root).as_posix(), "name": path.stem,
+                      "psnr": None if value is None else (round(value, 3) if np.isfinite(value) else 99.0)})
+    scored = [v for v in views if v["psnr"] is not None]
+    worst = min(scored, key=lambda v: v["psnr"]) if scored else None
+    return {"status": "ok", "count": len(files), "files": [v["file"] for v in views], "views": views,
+            "worst": worst}
 
 
 def export_section(run: RunDir, stages: dict) -> dict[str, Any]:
@@ -295,16 +349,18 @@ def _headline(report: dict[str, Any], opts: ReportOptions) -> dict[str, Any]:
     training, export = report["training"], report["export"]
     ev = training.get("eval") or {}
     psnr = ev.get("psnr")
+    held_out = training.get("eval_on") in (None, "held-out")
+    which = "hold-out PSNR" if held_out else "PSNR on training views (none held out)"
     if stages["failed"]:
         verdict, reason = "failed", f"the {stages['failed'][0]} stage failed"
     elif psnr is None:
         verdict, reason = "incomplete", "there is no hold-out evaluation yet"
     elif psnr >= opts.psnr_good:
-        verdict, reason = "good", f"hold-out PSNR {psnr:.1f} dB >= {opts.psnr_good:g} dB"
+        verdict, reason = "good", f"{which} {psnr:.1f} dB >= {opts.psnr_good:g} dB"
     elif psnr >= opts.psnr_poor:
-        verdict, reason = "fair", f"hold-out PSNR {psnr:.1f} dB is between {opts.psnr_poor:g} and {opts.psnr_good:g} dB"
+        verdict, reason = "fair", f"{which} {psnr:.1f} dB is between {opts.psnr_poor:g} and {opts.psnr_good:g} dB"
     else:
-        verdict, reason = "poor", f"hold-out PSNR {psnr:.1f} dB < {opts.psnr_poor:g} dB"
+        verdict, reason = "poor", f"{which} {psnr:.1f} dB < {opts.psnr_poor:g} dB"
     gaussians = export.get("num_gaussians") if export.get("status") == "ok" else None
     return {
         "verdict": verdict,
@@ -313,6 +369,7 @@ def _headline(report: dict[str, Any], opts: ReportOptions) -> dict[str, Any]:
         "capture_score": capture.get("score"),
         "registered": poses.get("registered"),
         "total_images": poses.get("total"),
+        "held_out": held_out,
         "psnr": psnr,
         "ssim": ev.get("ssim"),
         "lpips": ev.get("lpips"),
@@ -349,6 +406,14 @@ def _next_steps(report: dict[str, Any], opts: ReportOptions) -> list[str]:
     elif head["psnr"] is not None and head["psnr"] < opts.psnr_good:
         steps.append("Hold-out PSNR is fair: look at the held-out renders below for the views that differ most "
                      "from their photographs.")
+    if head["psnr"] is not None and not head["held_out"]:
+        steps.append("No views were held out of training, so the scores above are measured on training views and "
+                     "overstate how the scene looks from new viewpoints.")
+    renders = report["renders"]
+    worst = renders.get("worst")
+    if worst and renders.get("count", 0) > 1:
+        steps.append(f"Weakest held-out view: {worst['name']} ({worst['psnr']:.1f} dB from its saved PNG); "
+                     "compare it with its photograph below.")
     if report["export"].get("status") == "ok":
         steps.append(f"Look at the result: splatforge view {run_path}")
     return steps
@@ -379,7 +444,8 @@ def collect(run: RunDir, opts: ReportOptions | None = None) -> tuple[dict[str, A
                              lambda s: {"stages": [], "total_seconds": None, "failed": [], **s})
     if manifest_err:
         report["stages"]["note"] = manifest_err
-    report["capture"] = _safe("capture", lambda: capture_section(run, stages), lambda s: s)
+    report["capture"], plots["capture"] = _safe("capture", lambda: capture_section(run, stages),
+                                                lambda s: (s, None))
     report["poses"], plots["cameras"] = _safe("poses", lambda: poses_section(run, stages), lambda s: (s, None))
     report["training"], plots["curves"] = _safe("training", lambda: training_section(run, stages),
                                                 lambda s: (s, None))

@@ -91,6 +91,10 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
 def _value(value: Any) -> str:
     if isinstance(value, float):
         return escape(f"{value:.4g}")
+    if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+        return escape(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()))
+    if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+        return escape(", ".join(str(v) for v in value[:30]) + (" ..." if len(value) > 30 else ""))
     if isinstance(value, (dict, list)):
         text = json.dumps(value)
         return escape(text if len(text) < 300 else text[:297] + "...")
@@ -105,6 +109,10 @@ def _error_box(error: dict | None) -> str:
     if error.get("advice"):
         parts.append(f'<div class="advice"><b>What to do:</b> {escape(error["advice"])}</div>')
     return "".join(parts)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _not_ok(section: dict) -> str:
@@ -130,7 +138,7 @@ def _headline(report: dict) -> str:
     tiles = [
         ("Capture", capture),
         ("Registered images", reg),
-        ("Hold-out PSNR", fmt.number(h.get("psnr"), 2, "dB")),
+        ("Hold-out PSNR" if h.get("held_out", True) else "PSNR (train views)", fmt.number(h.get("psnr"), 2, "dB")),
         ("SSIM", fmt.number(h.get("ssim"), 3)),
         ("LPIPS", fmt.number(h.get("lpips"), 3)),
         ("Gaussians", fmt.count(h.get("num_gaussians"))),
@@ -158,7 +166,7 @@ def _next_steps(report: dict) -> str:
     return _section("What to look at, what to do next", f'<ul class="next">{"".join(items)}</ul>', "next")
 
 
-def _capture(report: dict) -> str:
+def _capture(report: dict, images: list[dict] | None) -> str:
     c = report["capture"]
     if c["status"] != "ok":
         return _section("Capture quality", _not_ok(c), "capture")
@@ -166,8 +174,17 @@ def _capture(report: dict) -> str:
     pairs = [("Verdict", _badge(c.get("verdict"))), ("Score", escape(score)),
              ("Images checked", escape(str(c.get("num_images"))))]
     pairs += [(str(k).replace("_", " "), _value(v)) for k, v in (c.get("summary") or {}).items()]
+    if c.get("flagged"):
+        listed = ", ".join(f"{f['name']} ({', '.join(f['flags'])})" for f in c["flagged"][:20])
+        more = f" and {len(c['flagged']) - 20} more" if len(c["flagged"]) > 20 else ""
+        pairs.append(("Flagged images", escape(listed + more)))
+    if c.get("contact_sheet"):
+        pairs.append(("Contact sheet", f'<a href="{escape(c["contact_sheet"])}">{escape(c["contact_sheet"])}</a> '
+                                       '(beside this report in the run folder)'))
     advice = "".join(f'<div class="advice">{escape(a)}</div>' for a in c.get("advice") or [])
-    return _section("Capture quality", _rows(pairs) + advice, "capture")
+    chart = _img(plots.capture_measures(images), "per-image measures") if images else ""
+    return _section("Capture quality", f'<div class="grid"><div>{_rows(pairs)}{advice}</div><div>{chart}</div></div>',
+                    "capture")
 
 
 def _poses(report: dict, plot: dict | None, opts) -> str:
@@ -181,12 +198,17 @@ def _poses(report: dict, plot: dict | None, opts) -> str:
     pairs = [("Engine", _value(p.get("engine"))), ("Registered images", escape(reg)),
              ("Mean reprojection error", escape(fmt.number(p.get("mean_reprojection_error"), 3, "px"))),
              ("Sparse points", escape(fmt.count(p.get("points"))))]
+    for key, label in (("matching", "Matching"), ("mapper", "Mapper")):
+        if p.get(key):
+            pairs.append((label, _value(p[key])))
     for step, secs in (p.get("seconds") or {}).items():
         pairs.append((f"time: {step}", escape(fmt.duration(secs if isinstance(secs, (int, float)) else None))))
     if p.get("unregistered"):
-        names = ", ".join(p["unregistered"][:30]) + (" ..." if len(p["unregistered"]) > 30 else "")
-        pairs.append(("Not registered", escape(names)))
+        reasons = p.get("unregistered_reasons") or {}
+        names = [f"{n} ({reasons[n]})" if reasons.get(n) else n for n in p["unregistered"][:30]]
+        pairs.append(("Not registered", escape(", ".join(names) + (" ..." if len(p["unregistered"]) > 30 else ""))))
     note = f'<p class="note">{escape(p["note"])}</p>' if p.get("note") else ""
+    note += "".join(f'<div class="advice">{escape(n)}</div>' for n in p.get("notes") or [])
     figure = ""
     if plot is not None:
         png = plots.camera_topdown(plot, max_points=opts.max_plot_points)
@@ -203,16 +225,25 @@ def _training(report: dict, curves: dict | None) -> str:
         return _section("Training", _not_ok(t), "training")
     head = _not_ok(t) if t["status"] == "partial" else ""
     ev = t.get("eval") or {}
-    pairs = [("Hold-out PSNR", escape(fmt.number(ev.get("psnr"), 2, "dB"))),
-             ("Hold-out SSIM", escape(fmt.number(ev.get("ssim"), 4))),
-             ("Hold-out LPIPS", escape(fmt.number(ev.get("lpips"), 4))),
-             ("Steps", _value(t.get("steps"))), ("Training time", escape(fmt.duration(t.get("seconds")))),
-             ("Steps per second", escape(fmt.number(t.get("steps_per_s"), 1))),
-             ("Gaussians", escape(fmt.count(t.get("num_gaussians")))),
-             ("Final training loss", escape(fmt.number(t.get("final_loss"), 4))),
-             ("Preset", _value(t.get("preset"))), ("Backend", _value(t.get("backend"))),
-             ("Device", _value(t.get("device"))),
-             ("Peak GPU memory", escape(fmt.number(t.get("peak_gpu_mem_gb"), 2, "GB")))]
+    on = "Hold-out" if t.get("eval_on") in (None, "held-out") else "Training-view"
+    pairs = [(f"{on} PSNR", escape(fmt.number(ev.get("psnr"), 2, "dB"))),
+             (f"{on} SSIM", escape(fmt.number(ev.get("ssim"), 4))),
+             (f"{on} LPIPS", escape(fmt.number(ev.get("lpips"), 4) + (f" ({t['lpips_note']})"
+                                                                      if t.get("lpips_note") else "")))]
+    initial = t.get("initial_eval") or {}
+    if initial.get("psnr") is not None:
+        pairs.append(("PSNR before training", escape(fmt.number(_float_or_none(initial.get("psnr")), 2, "dB"))))
+    if t.get("held_out") is not None or t.get("train_views") is not None:
+        pairs.append(("Views", escape(f"{t.get('train_views', '?')} for training, {t.get('held_out', 0)} held out")))
+    if t.get("resolution"):
+        pairs.append(("Resolution", escape("x".join(str(v) for v in t["resolution"]))))
+    pairs += [("Steps", _value(t.get("steps"))), ("Training time", escape(fmt.duration(t.get("seconds")))),
+              ("Steps per second", escape(fmt.number(t.get("steps_per_s"), 1))),
+              ("Gaussians", escape(fmt.count(t.get("num_gaussians")))),
+              ("Final training loss", escape(fmt.number(t.get("final_loss"), 4))),
+              ("Preset", _value(t.get("preset"))), ("Backend", _value(t.get("backend"))),
+              ("Device", _value(t.get("device"))),
+              ("Peak GPU memory", escape(fmt.number(t.get("peak_gpu_mem_gb"), 2, "GB")))]
     figs = ""
     if curves:
         pngs = plots.training_curves(curves["logs"], curves["evals"])
@@ -239,14 +270,18 @@ def _renders(report: dict, run: RunDir, opts) -> str:
     if r["status"] != "ok":
         return _section("Held-out renders", _not_ok(r), "renders")
     figures = []
-    for rel in r["files"][:opts.max_renders]:
+    for view in (r.get("views") or [{"file": f, "name": Path(f).stem, "psnr": None} for f in r["files"]]
+                 )[:opts.max_renders]:
+        rel = view["file"]
+        score = f" · PSNR {view['psnr']:.2f} dB" if view.get("psnr") is not None else ""
         try:
             jpeg = _render_jpeg(run.root / rel, opts.render_max_width, opts.render_jpeg_quality)
         except Exception as exc:  # one unreadable image must not cost the report
             figures.append(f'<p class="note">{escape(rel)} could not be read: {escape(str(exc))}</p>')
             continue
-        figures.append(f"<figure class=\"render\">{_img(jpeg, rel, 'image/jpeg')}<figcaption>{escape(Path(rel).stem)}: "
-                       "render (left) | photograph (right)</figcaption></figure>")
+        figures.append(f"<figure class=\"render\">{_img(jpeg, rel, 'image/jpeg')}<figcaption>"
+                       f"{escape(view['name'])}: render (left) | photograph (right){escape(score)}"
+                       "</figcaption></figure>")
     rest = r["files"][opts.max_renders:]
     more = (f'<p class="note">{len(rest)} more in {escape(str(run.renders))}</p>' if rest else "")
     intro = ('<p>Views held out of training, rendered from the splat next to the photograph. '
@@ -313,7 +348,7 @@ def render_html(report: dict, plot_data: dict, run: RunDir, opts) -> str:
     body = "".join([
         _guarded("Summary", _headline, report),
         _guarded("Next steps", _next_steps, report),
-        _guarded("Capture quality", _capture, report),
+        _guarded("Capture quality", _capture, report, plot_data.get("capture")),
         _guarded("Camera poses", _poses, report, plot_data.get("cameras"), opts),
         _guarded("Training", _training, report, plot_data.get("curves")),
         _guarded("Held-out renders", _renders, report, run, opts),

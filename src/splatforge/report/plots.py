@@ -235,3 +235,35 @@ def stage_times(rows: list[dict], opts: PlotOptions | None = None) -> bytes | No
     ax.tick_params(labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
+
+
+def capture_measures(images: list[dict], opts: PlotOptions | None = None) -> bytes | None:
+    """Per-image sharpness (bars; flagged images in red) and feature count (line) from quality.json's
+    `images`. None when the images carry neither measure."""
+    opts = opts or PlotOptions()
+    sharp = np.array([_float(m.get("sharpness")) for m in images])
+    feats = np.array([_float(m.get("features")) for m in images])
+    if np.isnan(sharp).all() and np.isnan(feats).all():
+        return None
+    x = np.array([m.get("index", i + 1) for i, m in enumerate(images)], dtype=np.float64)
+    flagged = np.array([bool(m.get("flags")) for m in images])
+    fig = _figure(opts, (opts.width_in * 1.5, opts.height_in))
+    ax = fig.add_subplot()
+    if not np.isnan(sharp).all():
+        ax.bar(x, np.nan_to_num(sharp), width=0.8, color=np.where(flagged, "#dc2626", "#93c5fd"))
+        ax.set_ylabel("sharpness (bars; red = flagged)", fontsize=8)
+    if not np.isnan(feats).all():
+        twin = ax.twinx()
+        twin.plot(x, feats, color="#1e3a8a", lw=1.0, marker=".", ms=3)
+        twin.set_ylabel("features (line)", fontsize=8)
+        twin.tick_params(labelsize=7)
+        twin.set_ylim(bottom=0)
+    ax.set_xlabel("image", fontsize=8)
+    ax.set_title("Per-image measures", fontsize=10)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else float("nan")
