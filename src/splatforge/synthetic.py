@@ -179,8 +179,8 @@ class World:
     boxes: list[Box]
     cylinders: list[Cylinder]
     light_dir: np.ndarray = field(default_factory=lambda: _unit([0.45, -0.35, 0.82]))  # towards the light
-    ambient: float = 0.42
-    diffuse: float = 0.58
+    ambient: float = 0.5
+    diffuse: float = 0.5
 
     @property
     def objects(self) -> list[Sphere | Box | Cylinder]:
@@ -225,37 +225,51 @@ def _lattice_interp(lattice: np.ndarray, positions: list[np.ndarray], smooth: bo
     return out
 
 
-def _axis_positions(shape: tuple[int, ...], texel: float, cell: float, rng: np.random.Generator):
-    """Per-axis sample positions of a grid in lattice units of size `cell`, with a random phase."""
-    return [((np.arange(n) + 0.5) * texel / cell + rng.uniform(0.0, 64.0)) for n in shape]
+class _Grid:
+    """A regular grid of `shape` samples, `texel` metres apart, covering `extent` metres per axis.
+
+    Random lattices are sized from the extent (not the texel), so the same seed gives the same texture
+    features at every resolution; only layers finer than the grid resolves are left out.
+    """
+
+    def __init__(self, extent: np.ndarray, texel: float):
+        self.extent = np.asarray(extent, dtype=np.float64)
+        self.texel = float(texel)
+        self.shape = tuple(int(n) for n in np.ceil(self.extent / texel).astype(int) + 2)
+
+    def lattice(self, cell: float, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
+        """Per-axis sample positions in lattice units (random phase) and the lattice shape they need."""
+        phase = rng.uniform(0.0, 64.0, len(self.shape))
+        lat = [int(math.ceil((e + 2.5 * self.texel) / cell + ph)) + 2 for e, ph in zip(self.extent, phase)]
+        pos = [np.minimum((np.arange(n) - 0.5) * self.texel / cell + ph, m - 2)
+               for n, ph, m in zip(self.shape, phase, lat)]
+        return pos, lat
 
 
-def _value_noise(shape, texel, cell, rng) -> np.ndarray:
-    pos = _axis_positions(shape, texel, cell, rng)
-    lattice = rng.random([int(p.max()) + 2 for p in pos], dtype=np.float32)
-    return _lattice_interp(lattice, pos, smooth=True)
+def _value_noise(grid: _Grid, cell: float, rng: np.random.Generator) -> np.ndarray:
+    pos, lat = grid.lattice(cell, rng)
+    return _lattice_interp(rng.random(lat, dtype=np.float32), pos, smooth=True)
 
 
-def _fbm(shape, texel, cell, rng, gain: float = 0.55, finest: float = 2.0) -> np.ndarray:
+def _fbm(grid: _Grid, cell: float, rng: np.random.Generator, gain: float = 0.55, finest: float = 2.0):
     """Multi-octave value noise down to `finest` texels, contrast-stretched to about [0, 1]."""
-    total = np.zeros(shape, np.float32)
+    total = np.zeros(grid.shape, np.float32)
     amp, norm = 1.0, 0.0
     while True:
-        total += amp * _value_noise(shape, texel, cell, rng)
+        total += amp * _value_noise(grid, cell, rng)
         norm += amp
         cell *= 0.5
         amp *= gain
-        if cell < finest * texel:
+        if cell < finest * grid.texel:
             break
     return np.clip((total - 0.5 * norm) * (2.4 / norm) + 0.5, 0.0, 1.0)
 
 
-def _cells(shape, texel, cell, rng, palette: np.ndarray, coverage: float):
+def _cells(grid: _Grid, cell: float, rng: np.random.Generator, palette: np.ndarray, coverage: float):
     """Hard-edged random-coloured cells: colours (shape, 3) and a 0/1 mask (shape) of the covered cells."""
-    pos = _axis_positions(shape, texel, cell, rng)
-    lat_shape = [int(p.max()) + 2 for p in pos]
-    colours = _random_colours(rng, lat_shape, palette)
-    mask = (rng.random(lat_shape) < coverage).astype(np.float32)
+    pos, lat = grid.lattice(cell, rng)
+    colours = _random_colours(rng, lat, palette)
+    mask = (rng.random(lat) < coverage).astype(np.float32)
     return _lattice_interp(colours, pos, smooth=False), _lattice_interp(mask, pos, smooth=False)
 
 
@@ -268,40 +282,50 @@ def _random_colours(rng: np.random.Generator, shape, palette: np.ndarray) -> np.
     return np.clip(mixed, 0.0, 1.0).astype(np.float32).reshape(*shape, 3)
 
 
-def _palette(rng: np.random.Generator, n: int = 4) -> np.ndarray:
-    """n colours (n, 3) around a random hue, with different values so the texture has contrast."""
+def _palette(rng: np.random.Generator) -> np.ndarray:
+    """Four colours (4, 3) around a random hue: dark, bright, and a contrasting dark/bright pair."""
     import colorsys
 
     hue = rng.random()
     out = []
-    for i in range(n):
-        h = (hue + rng.normal(0, 0.12) + (0.5 if i == n - 1 else 0.0)) % 1.0
-        s = rng.uniform(0.35, 0.9)
-        v = rng.uniform(0.25, 0.45) if i % 2 == 0 else rng.uniform(0.7, 0.98)
-        out.append(colorsys.hsv_to_rgb(h, s, v))
+    for i in range(4):
+        h = (hue + rng.normal(0, 0.1) + (0.45 if i >= 2 else 0.0)) % 1.0
+        v = rng.uniform(0.12, 0.32) if i % 2 == 0 else rng.uniform(0.78, 1.0)
+        out.append(colorsys.hsv_to_rgb(h, rng.uniform(0.3, 0.85), v))
     return np.array(out, np.float32)
 
 
-def procedural_texture(shape: tuple[int, ...], texel: float, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """A rich, non-repeating colour texture on a regular grid of `shape` (2 or 3 axes).
+def procedural_texture(extent: np.ndarray, texel: float, scale: float, seed: np.random.SeedSequence,
+                       saturation: float = 1.0) -> np.ndarray:
+    """A rich, non-repeating colour texture sampled on a grid `texel` apart over `extent` (2 or 3 axes).
 
-    scale: the size (metres) of the texture's largest features; finer detail goes down to ~2 texels.
-    Returns (*shape, 3) uint8.
+    scale: the size (metres) of the texture's largest features; layers go down to ~2-3 texels.
+    saturation: 1 keeps the colours, 0 makes them grey (the luminance detail stays either way).
+    Returns (n0, n1[, n2], 3) uint8; sample i of an axis lies at (i - 0.5) * texel from the extent's start.
     """
-    shape = tuple(int(n) for n in shape)
-    pal = _palette(rng)
-    base_t = _fbm(shape, texel, scale, rng)[..., None]
+    grid = _Grid(extent, texel)
+    rngs = [np.random.default_rng(s) for s in seed.spawn(12)]
+    pal = _palette(rngs[0])
+    base_t = _fbm(grid, scale, rngs[1])[..., None]
     colour = pal[0] + (pal[1] - pal[0]) * base_t
-    blob = _fbm(shape, texel, scale * 0.6, rng, finest=4.0)
-    blob = np.clip((blob - 0.62) * 12.0, 0.0, 1.0)[..., None]  # hard-edged organic blobs
-    colour += (pal[2] + (pal[3] - pal[2]) * base_t - colour) * blob
-    for cell, coverage in ((scale * 0.25, 0.22), (scale * 0.09, 0.18)):
-        if cell < 2.5 * texel:
-            continue
-        cell_colour, mask = _cells(shape, texel, cell, rng, pal, coverage)
-        colour += (cell_colour - colour) * (mask[..., None] * 0.85)
-    grain = _value_noise(shape, texel, 2.5 * texel, rng) + 0.5 * _value_noise(shape, texel, 6.0 * texel, rng)
-    colour *= (0.7 + 0.4 * grain)[..., None]
+    blob = np.clip((_fbm(grid, scale * 0.5, rngs[2], finest=3.0) - 0.6) * 10.0, 0.0, 1.0)[..., None]
+    colour += (pal[2] + (pal[3] - pal[2]) * (1.0 - base_t) - colour) * blob  # organic hard-edged blobs
+    for k, (cell, coverage) in enumerate(((0.25, 0.25), (0.1, 0.25), (0.04, 0.2))):
+        if scale * cell >= 3.0 * texel:
+            cell_colour, mask = _cells(grid, scale * cell, rngs[3 + k], pal, coverage)
+            colour += (cell_colour - colour) * (mask[..., None] * 0.9)
+    # Speckles: isolated dark or bright dots of a few sizes, the blob-like features SIFT finds best.
+    for k, cell in enumerate((0.06, 0.025)):
+        if scale * cell >= 2.5 * texel:
+            r = rngs[6 + k]
+            dots = np.clip((_value_noise(grid, scale * cell, r) - 0.8) * 14.0, 0.0, 1.0)
+            shade = np.clip((_value_noise(grid, scale * cell * 3.0, r) - 0.5) * 8.0 + 0.5, 0.0, 1.0)
+            colour += ((pal[1] * 1.05 - pal[0]) * shade[..., None] + pal[0] * 0.5 - colour) * dots[..., None]
+    grain = _fbm(grid, max(scale * 0.02, 3.0 * texel), rngs[8], finest=2.0)
+    colour *= (0.8 + 0.35 * grain)[..., None]
+    if saturation != 1.0:
+        grey = colour @ np.array([0.299, 0.587, 0.114], np.float32)
+        colour = grey[..., None] + (colour - grey[..., None]) * saturation
     return np.clip(colour * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -318,32 +342,39 @@ def _texel_sizes(options: SyntheticOptions) -> tuple[float, float]:
 
 
 def build_world(options: SyntheticOptions = SyntheticOptions()) -> World:
-    """The random scene of `options.seed` with textures baked at a resolution fitting `options.width`."""
-    rng = np.random.default_rng(np.random.SeedSequence([options.seed, 0x5EED]))
+    """The random scene of `options.seed`, its textures baked at a resolution fitting `options.width`.
+
+    The geometry depends on the seed and the object counts only; the textures on the seed too (finer
+    layers are dropped at low resolution).
+    """
+    layout_rng = np.random.default_rng(np.random.SeedSequence([options.seed, 1]))
+    texture_seeds = iter(np.random.SeedSequence([options.seed, 2]).spawn(64))
     near, far = _texel_sizes(options)
     s, h = options.room_half_size, options.room_height
     room_textures = []
     for name, _axis, _sign, _normal, tex_axes in _ROOM_FACES:
         extent = np.array([2 * s, 2 * s, h])[list(tex_axes)]
         texel = near if name == "floor" else far
-        origin = np.array([-s, -s, 0.0])[list(tex_axes)]
-        shape = tuple(np.ceil(extent / texel).astype(int) + 1)
-        data = procedural_texture(shape, texel, scale=1.6 if name == "floor" else 2.5, rng=rng)
-        room_textures.append(GridTexture(data, origin, texel))
+        data = procedural_texture(extent, texel, 1.6 if name == "floor" else 2.5, next(texture_seeds),
+                                  saturation=0.45)
+        room_textures.append(GridTexture(data, np.array([-s, -s, 0.0])[list(tex_axes)] - texel, texel))
 
     # Place objects on the floor without overlaps, inside a disc well within the camera orbit.
+    rng = layout_rng
     kinds = ["sphere"] * options.n_spheres + ["box"] * options.n_boxes + ["cylinder"] * options.n_cylinders
     rng.shuffle(kinds)
     placed: list[tuple[np.ndarray, float]] = []  # footprint centre (2,), bounding radius
     spheres, boxes, cylinders = [], [], []
-    area_radius = max(0.6, min(2.0, options.orbit_radius * 0.5))
+    area_radius = max(0.6, min(2.0, options.orbit_radius * 0.45))
     for kind in kinds:
+        tex_seed = next(texture_seeds)
         for _attempt in range(200):
             if kind == "sphere":
-                size = rng.uniform(0.3, 0.6)
+                size, lift = rng.uniform(0.3, 0.6), (rng.uniform(0.0, 0.4) if rng.random() < 0.3 else 0.0)
                 bound = size
             elif kind == "box":
                 half = np.array([rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.6)])
+                yaw = rng.uniform(0, math.pi)
                 bound = float(np.linalg.norm(half[:2]))
             else:
                 radius, height = rng.uniform(0.15, 0.4), rng.uniform(0.5, 1.4)
@@ -357,19 +388,18 @@ def build_world(options: SyntheticOptions = SyntheticOptions()) -> World:
             continue  # no room left for this object
         placed.append((xy, bound))
         if kind == "sphere":
-            lift = rng.uniform(0.0, 0.4) if rng.random() < 0.3 else 0.0
-            n = int(math.ceil(2 * size / near)) + 2
-            tex = GridTexture(procedural_texture((n, n, n), near, size * 1.6, rng), np.full(3, -size - near), near)
-            spheres.append(Sphere(np.array([*xy, size + lift]), float(size), tex))
+            data = procedural_texture(np.full(3, 2 * size), near, size * 1.6, tex_seed)
+            spheres.append(Sphere(np.array([*xy, size + lift]), float(size),
+                                  GridTexture(data, np.full(3, -size - near), near)))
         elif kind == "box":
-            shape = tuple(np.ceil(2 * half / near).astype(int) + 2)
-            tex = GridTexture(procedural_texture(shape, near, float(half.max()) * 1.6, rng), -half - near, near)
-            boxes.append(Box(np.array([*xy, half[2]]), half, float(rng.uniform(0, math.pi)), tex))
+            data = procedural_texture(2 * half, near, float(half.max()) * 1.6, tex_seed)
+            boxes.append(Box(np.array([*xy, half[2]]), half, float(yaw), GridTexture(data, -half - near, near)))
         else:
-            shape = tuple(np.ceil(np.array([2 * radius, 2 * radius, height]) / near).astype(int) + 2)
+            extent = np.array([2 * radius, 2 * radius, height])
+            data = procedural_texture(extent, near, max(radius, height / 2) * 1.6, tex_seed)
             origin = np.array([-radius - near, -radius - near, -near])
-            tex = GridTexture(procedural_texture(shape, near, max(radius, height / 2) * 1.6, rng), origin, near)
-            cylinders.append(Cylinder(np.array([*xy, 0.0]), float(radius), float(height), tex))
+            cylinders.append(Cylinder(np.array([*xy, 0.0]), float(radius), float(height),
+                                      GridTexture(data, origin, near)))
     return World(s, h, room_textures, spheres, boxes, cylinders)
 
 
