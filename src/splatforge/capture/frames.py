@@ -270,7 +270,9 @@ def select_frames(scan: VideoScan, options: FrameOptions = FrameOptions()) -> Se
     return Selection([s.index for s in kept], n, reason, skipped)
 
 
-def read_selected(video: Path, indices: list[int], rotation: int, options: FrameOptions) -> Iterator[np.ndarray]:
+def read_selected(
+    video: Path, indices: list[int], rotation: int, options: FrameOptions
+) -> Iterator[np.ndarray]:
     """Pass 2: (H, W, 3) BGR uint8 upright frames for `indices` (sorted), downscaled to max_size."""
     wanted = set(indices)
     last = max(indices) if indices else -1
@@ -288,7 +290,9 @@ def read_selected(video: Path, indices: list[int], rotation: int, options: Frame
         container.close()
 
 
-def sample_video(video: Path, options: FrameOptions = FrameOptions()) -> tuple[list[ExtractedFrame], list[np.ndarray], Selection]:
+def sample_video(
+    video: Path, options: FrameOptions = FrameOptions()
+) -> tuple[list[ExtractedFrame], list[np.ndarray], Selection]:
     """Frames `extract_frames` would keep, in memory: (records, BGR images (H, W, 3), selection)."""
     scan = scan_video(video, options)
     selection = select_frames(scan, options)

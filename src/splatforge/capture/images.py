@@ -94,7 +94,8 @@ def read_for_analysis(path: Path, info: ImageInfo, long_side: int) -> np.ndarray
     flags = cv2.IMREAD_IGNORE_ORIENTATION
     full = max(info.width, info.height)
     if path.suffix.lower() in (".jpg", ".jpeg"):
-        factor = max((f for f in (1, 2, 4, 8) if full / f >= long_side), default=1)
+        # Allow the decoded copy to be up to 10% under long_side: 1554 px decodes at 777 for 800.
+        factor = max((f for f in (1, 2, 4, 8) if full / f >= 0.9 * long_side), default=1)
         flags |= _REDUCED.get(factor, cv2.IMREAD_COLOR)
     else:
         flags |= cv2.IMREAD_COLOR

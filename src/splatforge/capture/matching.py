@@ -16,7 +16,7 @@ import numpy as np
 @dataclass
 class MatchOptions:
     detector: str = "orb"  # "orb" (8x cheaper to detect, 5x to match) or "sift"
-    max_features: int = 1500  # per image, strongest first
+    max_features: int = 1500  # per image, strongest first (matching cost grows with its square)
     ratio: float = 0.8  # Lowe ratio test
     ransac_threshold_px: float = 2.0  # epipolar distance in px of the analysis image
     ransac_confidence: float = 0.999
@@ -42,7 +42,6 @@ class PairMatch:
     inliers: int  # consistent with one fundamental matrix
     overlap: float  # inliers / min(features of i, features of j): share of features matched
     connected: bool
-    median_shift: float | None = None  # median image motion of the inliers, in analysis-image px
 
 
 def make_detector(options: MatchOptions):
@@ -54,9 +53,12 @@ def make_detector(options: MatchOptions):
 
 
 def detect(gray: np.ndarray, detector) -> Features:
-    """Keypoints and descriptors of a grey (H, W) uint8 image."""
+    """Keypoints and descriptors of a grey (H, W) uint8 image, strongest first."""
     keypoints, descriptors = detector.detectAndCompute(gray, None)
-    xy = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
+    order = np.argsort([-k.response for k in keypoints], kind="stable")
+    xy = np.array([keypoints[k].pt for k in order], np.float32).reshape(-1, 2)
+    if descriptors is not None:
+        descriptors = descriptors[order]
     return Features(xy, descriptors, (gray.shape[1], gray.shape[0]))
 
 
@@ -67,7 +69,7 @@ def match_pair(a: Features, b: Features, i: int, j: int, options: MatchOptions) 
     norm = cv2.NORM_HAMMING if a.descriptors.dtype == np.uint8 else cv2.NORM_L2
     knn = cv2.BFMatcher(norm).knnMatch(a.descriptors, b.descriptors, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < options.ratio * m[1].distance]
-    inliers, shift = 0, None
+    inliers = 0
     if len(good) >= 8:
         pa = a.xy[[m.queryIdx for m in good]]
         pb = b.xy[[m.trainIdx for m in good]]
@@ -75,14 +77,39 @@ def match_pair(a: Features, b: Features, i: int, j: int, options: MatchOptions) 
         _, mask = cv2.findFundamentalMat(
             pa, pb, cv2.USAC_FAST, options.ransac_threshold_px, options.ransac_confidence, 2000
         )
-        if mask is not None:
-            keep = mask.ravel().astype(bool)
-            inliers = int(keep.sum())
-            if inliers:
-                shift = round(float(np.median(np.linalg.norm(pa[keep] - pb[keep], axis=1))), 2)
+        inliers = int(mask.sum()) if mask is not None else 0
     overlap = inliers / max(1, min(len(a), len(b)))
     connected = inliers >= options.min_inliers and inliers >= options.min_inlier_ratio * max(1, len(good))
-    return PairMatch(i, j, len(good), inliers, round(overlap, 4), connected, shift)
+    return PairMatch(i, j, len(good), inliers, round(overlap, 4), connected)
+
+
+def retrieve(
+    query: Features, pool: list[tuple[int, Features]], per_image: int = 200, top: int = 3, ratio: float = 0.8
+) -> list[int]:
+    """Images of `pool` (index, features) most likely to overlap `query`, best first.
+
+    Cheap retrieval without a vocabulary: the strongest `per_image` descriptors of every pool image
+    are stacked into one set; each ratio-test match of the query's strongest descriptors votes for
+    the image it lands in. Costs about one pair match for a pool of 5 images.
+    """
+    if query.descriptors is None or not pool:
+        return []
+    stacks, owners = [], []
+    for index, f in pool:
+        if f.descriptors is not None and len(f):
+            stacks.append(f.descriptors[:per_image])
+            owners.append(np.full(min(per_image, len(f)), index))
+    if not stacks:
+        return []
+    train, owner = np.vstack(stacks), np.concatenate(owners)
+    norm = cv2.NORM_HAMMING if train.dtype == np.uint8 else cv2.NORM_L2
+    knn = cv2.BFMatcher(norm).knnMatch(query.descriptors[:per_image], train, k=2)
+    votes: dict[int, int] = {}
+    for m in knn:
+        if len(m) == 2 and m[0].distance < ratio * m[1].distance:
+            k = int(owner[m[0].trainIdx])
+            votes[k] = votes.get(k, 0) + 1
+    return [k for k, _ in sorted(votes.items(), key=lambda kv: -kv[1])[:top]]
 
 
 def components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
