@@ -1,0 +1,122 @@
+"""Pose stage: camera poses and intrinsics for the frames of a run folder.
+
+    estimate_poses(run, PoseOptions(...)) -> PoseResult
+
+Writes (any engine): sparse/0 (COLMAP model of frames/), colmap/database.db, images_undistorted/
+(PINHOLE), transforms.json (training scene with `ply_file_path`) and poses.json (= PoseResult.to_dict()).
+Engines: `colmap` (pycolmap SfM, default), `known` (given cameras, optional triangulation), `vggt`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from splatforge.errors import PoseError, SplatforgeError
+from splatforge.poses.options import PoseOptions, PoseResult
+from splatforge.rundir import RunDir, atomic_write_json
+
+log = logging.getLogger("splatforge")
+Progress = Callable[[str, float], None]
+
+__all__ = ["PoseOptions", "PoseResult", "estimate_poses"]
+
+
+def _clear_outputs(run: RunDir) -> None:
+    for path in (run.transforms_json, run.poses_json):
+        path.unlink(missing_ok=True)
+    for folder in (run.sparse, run.images_undistorted):
+        if folder.exists():
+            shutil.rmtree(folder)
+
+
+def _run_colmap(run: RunDir, names: list[str], ordered: bool, options: PoseOptions, progress):
+    from splatforge.poses import colmap_engine, explain
+
+    out = colmap_engine.reconstruct(run.database, run.frames, names, options, run.colmap_dir / "work",
+                                     ordered_hint=ordered, progress=progress)
+    keypoints, neighbours = explain.match_graph(run.database, options.min_num_inliers)
+    rec = out.reconstruction
+    registered = {im.name for im in rec.images.values() if im.has_pose} if rec is not None else set()
+    need = max(3, options.min_registered_fraction * len(names))
+    if len(registered) < need:
+        raise explain.failure(len(names), len(registered), keypoints, neighbours, out.other_models)
+    reasons = explain.unregistered_reasons(names, registered, keypoints, neighbours, out.other_models)
+    notes = [f"{a['mapper']} mapping: {a['registered']}/{len(names)} in {a['seconds']} s" for a in out.attempts]
+    return rec, out.seconds, {"matching": out.matching, "mapper": out.mapper, "unregistered_reasons": reasons,
+                              "other_models": out.other_models, "notes": notes}
+
+
+def estimate_poses(run: RunDir, options: PoseOptions | None = None,
+                   progress: Progress | None = None) -> PoseResult:
+    """Estimate camera poses for the images in `run.frames` and write the stage's outputs.
+
+    progress(step, fraction) is called at each step (features, matching, mapping, undistortion).
+    Raises PoseError (with advice) when no usable model comes out.
+    """
+    from splatforge.poses import inputs, undistort
+
+    options = options or PoseOptions()
+    say = progress or (lambda step, frac: None)
+    names, ordered = inputs.frame_names(run)
+    t_start = time.perf_counter()
+    with run.stage("poses", options.to_dict()) as summary:
+        _clear_outputs(run)
+        if not names:
+            raise PoseError("there are no images to place", "give a folder of photos or a video")
+        try:
+            if options.engine == "known":
+                from splatforge.poses import known
+
+                rec, seconds, extra = known.from_known_cameras(run, names, options, say)
+            elif options.engine == "vggt":
+                from splatforge.poses import vggt_engine
+
+                rec, seconds, extra = vggt_engine.run_vggt(run, names, options, say)
+            else:
+                rec, seconds, extra = _run_colmap(run, names, ordered, options, say)
+        except SplatforgeError:
+            raise
+        except Exception as exc:  # never a bare LinAlgError/RuntimeError in front of the user
+            log.debug("pose estimation crashed", exc_info=True)
+            raise PoseError(f"camera positions could not be worked out ({type(exc).__name__}: {exc})",
+                            "run `splatforge check` on the photos; if they look fine, report this with run.log") \
+                from exc
+
+        say("undistortion", 0.9)
+        t = time.perf_counter()
+        undistort.write_sparse(rec, run)
+        if options.undistort:
+            scene = undistort.undistort(rec, run, options.undistort_max_image_size, options.num_threads)
+        else:
+            from splatforge.scene.colmap import reconstruction_to_scene
+
+            scene = reconstruction_to_scene(rec, run.frames)
+        undistort.write_training_scene(scene, run)
+        seconds["undistortion"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t_start
+
+        registered = {im.name for im in rec.images.values() if im.has_pose}
+        result = PoseResult(
+            engine=options.engine, registered=len(registered), total=len(names),
+            unregistered=[n for n in names if n not in registered],
+            mean_reprojection_error=float(rec.compute_mean_reprojection_error()) if rec.num_points3D() else None,
+            points=int(rec.num_points3D()), seconds={k: round(v, 2) for k, v in seconds.items()},
+            model=run.sparse, transforms=run.transforms_json,
+            images_undistorted=run.images_undistorted if options.undistort else None, **extra)
+        atomic_write_json(run.poses_json, result.to_dict())
+        summary.update(registered=result.registered, total=result.total, points=result.points,
+                       seconds=result.seconds)
+        say("done", 1.0)
+    return result
+
+
+def estimate_poses_for(source: Path, out: Path | None = None, options: PoseOptions | None = None,
+                       progress: Progress | None = None) -> PoseResult:
+    """Convenience for an image folder or a run folder (the `splatforge poses` command)."""
+    from splatforge.poses.inputs import prepare_run
+
+    return estimate_poses(prepare_run(Path(source), out), options, progress)

@@ -1,0 +1,102 @@
+"""Options and result of the pose stage (pycolmap style: every knob named, sane defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ENGINES = ("colmap", "vggt", "known")
+MATCHING = ("auto", "sequential", "exhaustive", "retrieval")
+MAPPERS = ("auto", "incremental", "global")
+
+
+@dataclass
+class PoseOptions:
+    """How camera poses are estimated. Defaults were chosen on the shared captures (docs/benchmarks-poses.md)."""
+
+    engine: str = "colmap"  # colmap | vggt | known (known is implied by `cameras`)
+    # --- features (SIFT) ---
+    max_image_size: int = 1600  # longest side the features are extracted at
+    max_num_features: int = 4096
+    # SIFT's first octave. COLMAP's -1 doubles the image first (4x the pixels): ~2.5x slower for features that
+    # only matter on small images. 0 when the image's longest side is >= `upsample_below`, else -1.
+    first_octave: int | None = None
+    upsample_below: int = 1000
+    camera_model: str = "auto"  # auto: RADIAL when all photos share one camera, else SIMPLE_RADIAL
+    single_camera: bool | None = None  # None: one shared camera when all images have the same size
+    # --- matching ---
+    matching: str = "auto"  # auto | sequential | exhaustive | retrieval
+    ordered: bool | None = None  # None: ordered when the frames came from a video (frames.json)
+    exhaustive_max_images: int = 120  # unordered sets up to this size are matched exhaustively
+    sequential_overlap: int = 10  # neighbours matched on each side in an ordered sequence
+    quadratic_overlap: bool = True  # also match frames 2^k apart (cheap loop closure along the sequence)
+    loop_closure_neighbors: int = 5  # retrieval pairs per frame for far-apart frames (0: none)
+    retrieval_neighbors: int = 25  # pairs per image for the `retrieval` scheme
+    vocabulary_size: int = 256  # visual words of the on-the-fly retrieval vocabulary
+    max_ratio: float = 0.8  # Lowe's ratio test
+    min_num_inliers: int = 15  # verified matches for an image pair to count
+    # --- mapping ---
+    mapper: str = "auto"  # auto (incremental, then global as fallback) | incremental | global
+    fallback_min_registered: float = 0.8  # run the other mapper when fewer than this fraction registered
+    min_model_size: int = 3
+    # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
+    # (phone principal points sit ~15 px off-centre, which otherwise tilts every pose by ~0.6 degrees).
+    refine_principal_point: bool | None = None
+    min_registered_fraction: float = 0.5  # fewer placed photos than this (or than 3) is a failure, not a model
+    # --- known cameras / VGGT ---
+    cameras: Path | None = None  # transforms.json | COLMAP folder | rig JSON/pickle: skip SfM
+    triangulate: bool = False  # with `cameras`: match features and triangulate with the poses fixed
+    vggt_weights: Path | None = None  # a checkpoint file, a local model folder, or a HF id in the local cache
+    vggt_conf_threshold: float = 5.0  # keep depth points with VGGT confidence above this
+    vggt_max_points: int = 100_000
+    vggt_refine: bool = False  # pycolmap bundle adjustment of VGGT's poses (needs tracks: matches features)
+    vggt_resolution: int = 518
+    # --- output ---
+    undistort: bool = True
+    undistort_max_image_size: int = -1  # -1: keep the original resolution
+    # --- machine ---
+    num_threads: int = -1
+    use_gpu: bool | None = None  # None: when pycolmap has CUDA and a GPU is visible
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cameras is not None:
+            self.cameras = Path(self.cameras)
+            if self.engine == "colmap":
+                self.engine = "known"
+        if self.vggt_weights is not None:
+            self.vggt_weights = Path(self.vggt_weights)
+        for name, value, allowed in (("engine", self.engine, ENGINES), ("matching", self.matching, MATCHING),
+                                     ("mapper", self.mapper, MAPPERS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PoseResult:
+    """What the pose stage produced. `to_dict()` is poses.json and the `--json` output."""
+
+    engine: str
+    registered: int
+    total: int
+    unregistered: list[str]
+    mean_reprojection_error: float | None
+    points: int
+    seconds: dict[str, float]
+    model: Path
+    transforms: Path | None = None
+    images_undistorted: Path | None = None
+    matching: str | None = None  # the scheme used and why
+    mapper: str | None = None  # the mapper whose model was kept
+    unregistered_reasons: dict[str, str] = field(default_factory=dict)
+    other_models: list[dict] = field(default_factory=list)  # models not kept: sizes and image names
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("model", "transforms", "images_undistorted"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
