@@ -51,7 +51,9 @@ async function fetchCameras(url) {
   return response.json();
 }
 
-// A line through the camera centres (in capture order) and one small frustum per camera.
+// A line through the camera centres (in capture order) and one small frustum per camera. Frusta
+// closer to the viewer than `hideWithin` are hidden each frame: seen from a training camera, its
+// neighbours' frusta would otherwise fill the screen.
 function cameraPathObject(cameras, size) {
   const group = new THREE.Group();
   group.name = "camera-path";
@@ -63,8 +65,8 @@ function cameraPathObject(cameras, size) {
     );
     group.add(line);
   }
-  const points = [];
-  for (const cam of cameras) {
+  const material = new THREE.LineBasicMaterial({ color: 0x4fc3f7 });
+  const frusta = cameras.map((cam) => {
     const apex = vec(cam.position);
     const forward = vec(cam.forward).normalize();
     const up = vec(cam.up).normalize();
@@ -74,18 +76,21 @@ function cameraPathObject(cameras, size) {
     const centre = apex.clone().addScaledVector(forward, size);
     const corner = (sx, sy) => centre.clone().addScaledVector(right, sx * halfW).addScaledVector(up, sy * halfH);
     const c = [corner(-1, -1), corner(1, -1), corner(1, 1), corner(-1, 1)];
+    const points = [];
     for (let i = 0; i < 4; i++) points.push(apex, c[i], c[i], c[(i + 1) % 4]);
     // A tick above the image's top edge shows which way is up.
     const top = centre.clone().addScaledVector(up, halfH * 1.5);
     points.push(c[2], top, top, c[3]);
-  }
-  if (points.length) {
-    const frusta = new THREE.LineSegments(
-      new THREE.BufferGeometry().setFromPoints(points),
-      new THREE.LineBasicMaterial({ color: 0x4fc3f7 }),
-    );
-    group.add(frusta);
-  }
+    const frustum = new THREE.LineSegments(new THREE.BufferGeometry().setFromPoints(points), material);
+    group.add(frustum);
+    return frustum;
+  });
+  const hideWithin = size * 4;
+  group.onBeforeFrame = (viewer) => {
+    cameras.forEach((cam, i) => {
+      frusta[i].visible = viewer.distanceTo(centres[i]) > hideWithin;
+    });
+  };
   return group;
 }
 
@@ -142,7 +147,7 @@ async function main() {
     camera.fov = THREE.MathUtils.clamp(cam.fov_y_deg, 20, 100);
     camera.updateProjectionMatrix();
     controls.update();
-    cameraNameEl.textContent = `camera ${current + 1}/${cameras.length}: ${cam.name}`;
+    cameraNameEl.textContent = `camera ${current + 1}/${cameras.length}: ${cam.name.split("/").pop()}`;
   }
 
   function resetView(splat) {
@@ -203,6 +208,7 @@ async function main() {
   state.loaded = true;
   renderer.setAnimationLoop(() => {
     controls.update();
+    pathObject?.onBeforeFrame(camera.position);
     renderer.render(scene, camera);
     state.frames += 1;
   });
