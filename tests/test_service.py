@@ -1,0 +1,348 @@
+"""The job service end to end on CPU: uploads and their refusals, auth, Ray jobs (several at once,
+cancel, retry resuming from a checkpoint, failure with advice), progress events, 50 concurrent status
+requests, and a server killed mid-job that finishes the job after a restart.
+
+Jobs run `service_runner.fake_pipeline` (a small real runner that writes run-folder files and reports
+progress per training step); the real pipeline is exercised in test_service_pipeline.py. The database is
+the PostgreSQL of SPLATFORGE_TEST_DB when scripts/pg_for_tests.sh started one, SQLite otherwise.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service_support import (
+    RUNNER,
+    TESTS_DIR,
+    ThreadServer,
+    ensure_ray,
+    free_port,
+    fresh_db_url,
+    image_files,
+    jpeg_bytes,
+    png_bytes,
+    wait_for,
+)
+from splatforge.service.app import create_app
+from splatforge.service.settings import ServiceSettings, UploadLimits
+from splatforge.service.store import Store
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    ensure_ray()
+    workspace = tmp_path_factory.mktemp("service")
+    settings = ServiceSettings(
+        token=TOKEN, workspace=workspace, db_url=fresh_db_url(workspace), runner=RUNNER,
+        limits=UploadLimits(max_total_bytes=3 * 1024**2, max_files=12, max_image_pixels=300_000,
+                            max_unpacked_bytes=20 * 1024**2),
+        progress_interval_s=0.1, events_poll_s=0.1)
+    with ThreadServer(create_app(settings)) as server:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as client:
+            client.settings = settings
+            yield client
+
+
+def submit(client, files=None, **options) -> dict:
+    data = {k: str(v) for k, v in options.items()}
+    r = client.post("/v1/jobs", files=files or image_files(4), data=data)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def wait_state(client, job_id: str, states=("succeeded", "failed", "cancelled"), timeout=90) -> dict:
+    def done():
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        return job if job["state"] in states else None
+
+    return wait_for(done, timeout, what=f"job {job_id} to reach {states}")
+
+
+def job_dirs(client) -> set[str]:
+    jobs = client.settings.jobs_dir
+    return {p.name for p in jobs.iterdir()} if jobs.exists() else set()
+
+
+# --- uploads and auth -------------------------------------------------------------------------------
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data, compress_type=compression)
+    return buf.getvalue()
+
+
+def _big_png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (800, 600)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "not an image": (415, "not an image", [("files", ("photo.jpg", b"hello, this is text" * 10, "image/jpeg"))]),
+    "truncated png": (422, "truncated", [("files", ("a.png", png_bytes(1)[:400], "image/png"))]),
+    "truncated jpeg": (422, "truncated", [("files", ("a.jpg", jpeg_bytes(1)[:600], "image/jpeg"))]),
+    "zip with ../": (422, "outside", [("files", ("c.zip", _zip({"ok.png": png_bytes(2), "../evil.png": png_bytes(3)}),
+                                                 "application/zip"))]),
+    "zip bomb": (413, "bomb", [("files", ("b.zip", _zip({"a.png": b"\0" * (10 * 1024**2)}, zipfile.ZIP_DEFLATED),
+                                          "application/zip"))]),
+    "zip with a fake image": (415, "not an image", [("files", ("c.zip", _zip({"a.png": png_bytes(4), "b.jpg": b"x" * 99}),
+                                                                "application/zip"))]),
+    "too many files": (413, "more than 12 files", image_files(13)),
+    "too many pixels": (413, "MP", [("files", ("big.png", _big_png(), "image/png"))]),
+    "mixed kinds": (422, "mixed", [*image_files(2), ("files", ("c.zip", _zip({"a.png": png_bytes(5)}), "application/zip"))]),
+    "body too large": (413, "limit", [("files", ("huge.png", b"\x89PNG\r\n\x1a\n" + os.urandom(5 * 1024**2), "image/png"))]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_upload_is_refused_and_leaves_nothing(service, case):
+    status, words, files = BAD_UPLOADS[case]
+    before_dirs, before_total = job_dirs(service), service.get("/v1/jobs").json()["total"]
+    r = service.post("/v1/jobs", files=files)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert words.lower() in body["error"].lower(), body
+    assert body["advice"], "every refusal says what to change"
+    assert job_dirs(service) == before_dirs
+    assert service.get("/v1/jobs").json()["total"] == before_total
+    assert not (service.settings.workspace / "evil.png").exists()
+
+
+def test_bad_options_are_refused(service):
+    r = service.post("/v1/jobs", files=image_files(3), data={"preset": "turbo"})
+    assert r.status_code == 422 and "preset" in r.json()["error"] and "default" in r.json()["advice"]
+    r = service.post("/v1/jobs", files=image_files(3), data={"steps": "0"})
+    assert r.status_code == 422 and "steps" in r.json()["error"]
+    r = service.post("/v1/jobs", data={"preset": "fast"})
+    assert r.status_code == 422 and r.json()["advice"]
+
+
+def test_token_is_required_and_checked(service):
+    url = str(service.base_url)
+    before = job_dirs(service)
+    with httpx.Client(base_url=url, timeout=30) as anonymous:
+        r = anonymous.post("/v1/jobs", files=image_files(3))
+        assert r.status_code == 401 and "token" in r.json()["error"] and r.headers["www-authenticate"] == "Bearer"
+        r = anonymous.get("/v1/jobs", headers={"Authorization": "Bearer wrong-token-123456"})
+        assert r.status_code == 403 and r.json()["advice"]
+        r = anonymous.post("/v1/jobs", files=image_files(3), headers={"Authorization": "Bearer wrong-token-123456"})
+        assert r.status_code == 403
+        assert anonymous.get("/v1/jobs", headers={"Cookie": f"splatforge_token={TOKEN}"}).status_code == 200
+        # The UI, the docs and the viewer's static files are public; job data is not.
+        assert anonymous.get("/").status_code == 200
+        assert anonymous.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
+        assert anonymous.get("/v1/jobs/whatever/artifacts/scene.ply").status_code == 401
+    assert job_dirs(service) == before
+
+
+def test_settings_refuse_open_server_without_token(tmp_path):
+    from splatforge.errors import InputError
+
+    with pytest.raises(InputError, match="localhost"):
+        ServiceSettings(host="0.0.0.0", no_auth=True, workspace=tmp_path).check()
+    with pytest.raises(InputError, match="token"):
+        ServiceSettings(host="127.0.0.1", workspace=tmp_path).check()
+    assert ServiceSettings(host="127.0.0.1", no_auth=True, workspace=tmp_path).check().no_auth
+
+
+def test_paths_outside_the_job_are_unreachable(service):
+    job = submit(service, steps=3)
+    for name in ("..%2F..%2Fjobs.sqlite", "../upload", "upload", "run.log", "%2e%2e", "scene.ply%00"):
+        r = service.get(f"/v1/jobs/{job['id']}/artifacts/{name}")
+        assert r.status_code == 404, (name, r.status_code)
+    for bad_id in ("..", "..%2F..", "a" * 10, job["id"] + "x" * 50):
+        assert service.get(f"/v1/jobs/{bad_id}").status_code == 404
+    r = service.get(f"/v1/jobs/{job['id']}/artifacts/secrets.txt")
+    assert r.status_code == 404 and "scene.ply" in r.json()["advice"]
+    wait_state(service, job["id"])
+
+
+# --- jobs ------------------------------------------------------------------------------------------
+def test_jobs_queued_at_once_all_finish_and_cancel_keeps_files(service):
+    quick = [submit(service, files=image_files(3 + i, start=10 * i), preset="fast", steps=10) for i in range(4)]
+    long = submit(service, steps=2000)
+    assert len({j["id"] for j in quick + [long]}) == 5 and all(len(j["id"]) >= 22 for j in quick)
+    assert all(j["state"] == "queued" for j in quick)
+
+    wait_for(lambda: service.get(f"/v1/jobs/{long['id']}").json()["metrics"].get("step", 0) >= 10, 90,
+             what="the long job to train")
+    r = service.post(f"/v1/jobs/{long['id']}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    run = service.settings.jobs_dir / long["id"] / "run"
+    time.sleep(1.5)  # the worker is killed; nothing more is written
+    lines = len((run / "metrics.jsonl").read_text().splitlines())
+    time.sleep(1.5)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == lines
+    assert service.get(f"/v1/jobs/{long['id']}").json()["state"] == "cancelled"
+    assert sorted((run / "checkpoints").glob("ckpt_*.pt")) and any((run / "frames").iterdir())
+    assert service.post(f"/v1/jobs/{long['id']}/cancel").status_code == 409
+
+    for job in quick:
+        final = wait_state(service, job["id"])
+        assert final["state"] == "succeeded", final
+        assert final["progress"] == 100 and final["metrics"]["step"] == 10
+        assert final["metrics"]["final"]["steps"] == 10
+        assert {"scene.ply", "report.html", "cameras.json"} <= set(final["artifacts"])
+        ply = service.get(final["artifacts"]["scene.ply"])
+        assert ply.status_code == 200 and ply.content.startswith(b"ply\n")
+        assert "Fake report" in service.get(final["artifacts"]["report.html"]).text
+        assert "succeeded" in service.get(f"/v1/jobs/{job['id']}/log").text
+
+    # A retry resumes the cancelled job from its last checkpoint instead of starting over.
+    r = service.post(f"/v1/jobs/{long['id']}/retry")
+    assert r.status_code == 202 and r.json()["state"] == "queued" and r.json()["attempt"] == 1
+    wait_for(lambda: service.get(f"/v1/jobs/{long['id']}").json()["state"] == "running", 60, what="retry to start")
+    resumes = json.loads((run / "resumes.json").read_text())
+    assert resumes[0] == 0 and resumes[-1] >= 10
+    service.post(f"/v1/jobs/{long['id']}/cancel")
+    assert service.delete(f"/v1/jobs/{long['id']}").status_code == 204
+    assert service.get(f"/v1/jobs/{long['id']}").status_code == 404
+    assert not (service.settings.jobs_dir / long["id"]).exists()
+
+
+def test_failed_job_reports_error_with_advice_and_retry_is_refused_while_running(service):
+    job = submit(service, files=image_files(2))
+    final = wait_state(service, job["id"])
+    assert final["state"] == "failed"
+    assert "too few" in final["error"]["message"] and "20 overlapping photos" in final["error"]["advice"]
+    assert "too few" in service.get(f"/v1/jobs/{job['id']}/log").text
+    running = submit(service, steps=40)
+    r = service.post(f"/v1/jobs/{running['id']}/retry")
+    assert r.status_code == 409 and r.json()["advice"]
+    wait_state(service, running["id"])
+
+
+def test_events_stream_progress_until_the_end(service):
+    job = submit(service, steps=15)
+    events = []
+    with service.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+                if name == "end":
+                    break
+    progress = [data["progress"] for name, data in events if name == "progress"]
+    assert events[-1] == ("end", {"state": "succeeded"})
+    assert progress == sorted(progress) and progress[-1] == 100 and len(progress) >= 3
+    assert {data["stage"] for name, data in events if name == "progress"} >= {"train", "report"}
+
+
+def test_fifty_concurrent_status_requests_during_a_running_job(service):
+    job = submit(service, steps=200)
+    wait_for(lambda: service.get(f"/v1/jobs/{job['id']}").json()["state"] == "running", 60, what="running")
+
+    def ask(_):
+        with httpx.Client(base_url=service.base_url, headers=AUTH, timeout=30) as c:
+            return c.get(f"/v1/jobs/{job['id']}")
+
+    with cf.ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(ask, range(50)))
+    assert all(r.status_code == 200 for r in answers)
+    bodies = [r.json() for r in answers]
+    assert all(b["id"] == job["id"] and b["state"] == "running" and 0 < b["progress"] < 100 for b in bodies)
+    assert service.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+
+
+def test_list_filters_and_pages(service):
+    jobs = service.get("/v1/jobs?limit=2").json()
+    assert len(jobs["jobs"]) == 2 and jobs["total"] >= 5 and jobs["next"] == "/v1/jobs?limit=2&offset=2"
+    page2 = service.get(jobs["next"]).json()
+    assert not {j["id"] for j in page2["jobs"]} & {j["id"] for j in jobs["jobs"]}
+    succeeded = service.get("/v1/jobs?state=succeeded&limit=500").json()
+    assert succeeded["jobs"] and all(j["state"] == "succeeded" for j in succeeded["jobs"])
+    assert succeeded["total"] == len(succeeded["jobs"])
+    assert service.get("/v1/jobs?state=bogus").status_code == 422
+
+
+def test_zip_upload_is_unpacked_and_runs(service):
+    members = {f"capture/img_{i}.jpg": jpeg_bytes(i) for i in range(4)}
+    members["capture/notes.txt"] = b"ignored: not a photo"
+    job = submit(service, files=[("files", ("capture.zip", _zip(members), "application/zip"))], steps=5)
+    assert job["inputs"]["kind"] == "zip" and job["inputs"]["images"] == 4
+    assert wait_state(service, job["id"])["state"] == "succeeded"
+    frames = service.settings.jobs_dir / job["id"] / "run" / "frames"
+    assert len(list(frames.iterdir())) == 4
+
+
+# --- a server killed mid-job ------------------------------------------------------------------------
+def _start_server(workspace: Path, db_url: str, port: int, ray_address: str) -> subprocess.Popen:
+    env = dict(os.environ, SPLATFORGE_SERVE_RUNNER=RUNNER, SPLATFORGE_TOKEN=TOKEN, SPLATFORGE_FAKE_STEP_S="0.1",
+               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "splatforge", "serve", "--port", str(port), "--workspace",
+                             str(workspace), "--db", db_url, "--ray-address", ray_address], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(workspace / f"server-{port}.log", "ab"))
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {(workspace / f'server-{port}.log').read_text()[-2000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 90, interval=0.3, what="the server subprocess to answer")
+    return proc
+
+
+def test_server_killed_mid_job_finishes_the_job_after_restart(tmp_path):
+    address = ensure_ray()
+    db_url = fresh_db_url(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start_server(tmp_path, db_url, port, address)
+    try:
+        r = httpx.post(f"{base}/v1/jobs", files=image_files(5), data={"steps": "60"}, headers=AUTH, timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        wait_for(lambda: httpx.get(f"{base}/v1/jobs/{job_id}", headers=AUTH).json()["metrics"].get("step", 0) >= 15,
+                 90, what="training to pass step 15")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        store = Store(db_url)
+        assert store.get(job_id).state == "running"  # the dead server could not record anything else
+        metrics = tmp_path / "jobs" / job_id / "run" / "metrics.jsonl"
+        time.sleep(2.0)  # the driver's death takes its Ray task with it
+        lines = len(metrics.read_text().splitlines())
+        time.sleep(1.5)
+        assert len(metrics.read_text().splitlines()) == lines, "the old worker kept training"
+        assert lines < 60
+
+        proc = _start_server(tmp_path, db_url, port, address)
+        final = wait_for(lambda: (lambda j: j if j["state"] in ("succeeded", "failed") else None)(
+            httpx.get(f"{base}/v1/jobs/{job_id}", headers=AUTH).json()), 90, what="the job to finish after restart")
+        assert final["state"] == "succeeded", final
+        assert final["attempt"] == 1 and final["metrics"]["final"]["steps"] == 60
+        resumes = json.loads((tmp_path / "jobs" / job_id / "run" / "resumes.json").read_text())
+        assert resumes[0] == 0 and resumes[1] >= 15, resumes  # resumed from a checkpoint, not from scratch
+        store.close()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
