@@ -408,7 +408,7 @@ def check_nvcc(f: Facts, build: GsplatBuild) -> Check:
                      f"{_ver(f.nvcc.version)}: {_pip_torch(f.nvcc.version)}", "gpu", data)  # fmt: skip
     if path_note:
         return Check("nvcc", WARN, detail + f"; matches torch's CUDA {_ver(tcuda)}",
-                     f"export PATH={Path(f.nvcc.path).parent}:$PATH", "gpu", data)  # fmt: skip
+                     f"export PATH={Path(f.nvcc.path).parent}:$PATH", "gpu", {**data, "advisory": True})  # fmt: skip
     minor = "" if f.nvcc.version[:2] == tcuda[:2] else " (minor versions differ: fine)"
     return Check("nvcc", OK, f"{detail} matches torch's CUDA {_ver(tcuda)}{minor}", need="gpu", data=data)
 
@@ -541,7 +541,7 @@ def check_gsplat(f: Facts, build: GsplatBuild, toolchain: list[Check]) -> Check:
         when = dt.datetime.fromtimestamp(build.cached.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
         return Check("gsplat", OK, f"gsplat {build.version}{pin}: CUDA extension compiled at {build.cached} "
                      f"({when})", need="gpu", data=data)  # fmt: skip
-    broken = [c.name for c in toolchain if c.status != OK]
+    broken = [c.name for c in toolchain if c.status != OK and not c.data.get("advisory")]
     if broken:
         return Check("gsplat", f.problem("gpu"), f"gsplat {build.version}{pin}: CUDA extension not compiled yet "
                      f"and cannot be ({', '.join(broken)} above)", f"fix the {', '.join(broken)} line(s), then: "
@@ -715,8 +715,8 @@ def check_viewer(f: Facts) -> Check:
 # ---------------------------------------------------------------------------------------------- system
 
 
-def check_disk(f: Facts) -> Check:
-    ws = Path(f.opts.workspace)
+def check_disk(workspace: Path) -> Check:
+    ws = Path(workspace)
     probe = ws
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -732,7 +732,7 @@ def check_disk(f: Facts) -> Check:
     return Check("disk", OK, detail, data=data)
 
 
-def check_ram(f: Facts) -> Check:
+def check_ram() -> Check:
     import psutil
 
     vm = psutil.virtual_memory()
@@ -747,8 +747,7 @@ def check_ram(f: Facts) -> Check:
     return Check("ram", OK, detail, data=data)
 
 
-def check_shm(f: Facts) -> Check:
-    path = "/dev/shm"
+def check_shm(path: str = "/dev/shm") -> Check:
     try:
         st = os.statvfs(path)
     except OSError:
@@ -789,11 +788,11 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-def check_db(f: Facts) -> Check:
-    url = f.env.get("SPLATFORGE_DB")
+def check_db(env: dict[str, str], needs: frozenset[str], timeout_s: float = 3.0) -> Check:
+    url = env.get("SPLATFORGE_DB")
     if not url:
         return Check("service.db", OK, "SPLATFORGE_DB unset (the job service uses its default)", need="serve")
-    bad = f.problem("serve")
+    bad = problem("serve", needs)
     shown = _redact(url)
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -803,13 +802,13 @@ def check_db(f: Facts) -> Check:
         if p.exists():
 
             def ping():
-                con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=f.opts.service_timeout_s)
+                con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=timeout_s)
                 try:
                     return con.execute("select count(*) from sqlite_master").fetchone()[0]
                 finally:
                     con.close()
 
-            n, err = _with_timeout(ping, f.opts.service_timeout_s)
+            n, err = _with_timeout(ping, timeout_s)
             if err:
                 return Check("service.db", bad, f"{shown}: cannot read the SQLite file: {err}",
                              f"check the file: sqlite3 {p} 'pragma integrity_check'", "serve")  # fmt: skip
@@ -825,7 +824,7 @@ def check_db(f: Facts) -> Check:
         import sqlalchemy
 
         scheme = urlparse(url).scheme
-        args = {"connect_timeout": max(1, int(f.opts.service_timeout_s))} if scheme.startswith(
+        args = {"connect_timeout": max(1, int(timeout_s))} if scheme.startswith(
             ("postgres", "mysql")) else {}  # fmt: skip
         engine = sqlalchemy.create_engine(url, connect_args=args, pool_pre_ping=False)
         try:
@@ -834,7 +833,7 @@ def check_db(f: Facts) -> Check:
         finally:
             engine.dispose()
 
-    _, err = _with_timeout(connect, f.opts.service_timeout_s + 1)
+    _, err = _with_timeout(connect, timeout_s + 1)
     if err:
         msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         fix = (
@@ -848,16 +847,16 @@ def check_db(f: Facts) -> Check:
     return Check("service.db", OK, f"{shown}: connected (select 1)", need="serve")
 
 
-def check_ray(f: Facts) -> Check:
-    addr = f.env.get("SPLATFORGE_RAY_ADDRESS")
+def check_ray(env: dict[str, str], needs: frozenset[str], timeout_s: float = 3.0) -> Check:
+    addr = env.get("SPLATFORGE_RAY_ADDRESS")
     if not addr:
         return Check("service.ray", OK, "SPLATFORGE_RAY_ADDRESS unset (jobs run in-process)", need="serve")
-    bad = f.problem("serve")
+    bad = problem("serve", needs)
     if addr in ("local",):
         return Check("service.ray", OK, f"{addr}: a local Ray instance is started on demand", need="serve")
     target = addr
     if addr == "auto":
-        current = Path(f.env.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        current = Path(env.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
         if not current.is_file():
             return Check("service.ray", bad, "SPLATFORGE_RAY_ADDRESS=auto but no Ray cluster runs on this machine",
                          "ray start --head", "serve")  # fmt: skip
@@ -873,7 +872,7 @@ def check_ray(f: Facts) -> Check:
         return Check("service.ray", bad, f"SPLATFORGE_RAY_ADDRESS={addr!r} is not host:port or ray://host:port",
                      "export SPLATFORGE_RAY_ADDRESS=ray://HEAD_HOST:10001", "serve")  # fmt: skip
     try:
-        with socket.create_connection((host, port_n), timeout=f.opts.service_timeout_s):
+        with socket.create_connection((host, port_n), timeout=timeout_s):
             pass
     except OSError as exc:
         return Check("service.ray", bad, f"SPLATFORGE_RAY_ADDRESS={addr}: {host}:{port_n} unreachable ({exc})",
@@ -933,9 +932,10 @@ def run_checks(
         deep_steps = run_probe(DEEP_STEPS, env, opts.deep_timeout_s)
         checks.append(check_gsplat_render(f, deep_steps, gsplat_build(f)))
     checks += [check_pycolmap(f), check_numpy(f), *check_libs(f), *check_video(f), check_viewer(f)]
-    checks += [check_disk(f), check_ram(f), check_shm(f)]
+    checks += [check_disk(opts.workspace), check_ram(), check_shm()]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        db, ray = pool.submit(check_db, f), pool.submit(check_ray, f)
+        db = pool.submit(check_db, env, needs, opts.service_timeout_s)
+        ray = pool.submit(check_ray, env, needs, opts.service_timeout_s)
         checks += [db.result(), ray.result()]
     return checks
 

@@ -18,7 +18,9 @@ def doctor(
         False, "--deep", help="Also load (compiling if needed) gsplat's CUDA extension and render one tile."
     ),
     use: list[str] = typer.Option(
-        ["cpu"], "--for", help=f"What the machine must be ready for: {', '.join(USES)} (repeatable)."
+        None,
+        "--for",
+        help=f"What the machine must be ready for: {', '.join(USES)} (repeatable; default cpu).",
     ),
     gpu: bool = typer.Option(
         False, "--gpu", help="Shorthand for --for train-gpu: a missing GPU is a failure."
@@ -32,7 +34,7 @@ def doctor(
     from splatforge.doctor.checks import exit_code, run_checks
     from splatforge.doctor.model import DoctorOptions
 
-    uses = tuple(dict.fromkeys([*use, *(["train-gpu"] if gpu else [])]))
+    uses = tuple(dict.fromkeys([*(use or []), *(["train-gpu"] if gpu else [])])) or ("cpu",)
     bad = [u for u in uses if u not in USES]
     if bad:
         raise typer.BadParameter(f"unknown use {bad[0]!r}; choose from {', '.join(USES)}", param_hint="--for")
