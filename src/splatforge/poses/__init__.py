@@ -55,7 +55,8 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     """Estimate camera poses for the images in `run.frames` and write the stage's outputs.
 
     progress(step, fraction) is called at each step (features, matching, mapping, undistortion).
-    Raises PoseError (with advice) when no usable model comes out.
+    Raises PoseError (with advice) when no usable model comes out. Recording the stage in run.json is
+    the caller's job (`estimate_poses_for` and the pipeline do it).
     """
     from splatforge.poses import inputs, undistort
 
@@ -63,7 +64,7 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     say = progress or (lambda step, frac: None)
     names, ordered = inputs.frame_names(run)
     t_start = time.perf_counter()
-    with run.stage("poses", options.to_dict()) as summary:
+    if True:  # the caller records the stage in run.json (pipeline, CLI)
         _clear_outputs(run)
         if not names:
             raise PoseError("there are no images to place", "give a folder of photos or a video")
@@ -108,8 +109,6 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
             model=run.sparse, transforms=run.transforms_json,
             images_undistorted=run.images_undistorted if options.undistort else None, **extra)
         atomic_write_json(run.poses_json, result.to_dict())
-        summary.update(registered=result.registered, total=result.total, points=result.points,
-                       seconds=result.seconds)
         say("done", 1.0)
     return result
 
@@ -119,4 +118,9 @@ def estimate_poses_for(source: Path, out: Path | None = None, options: PoseOptio
     """Convenience for an image folder or a run folder (the `splatforge poses` command)."""
     from splatforge.poses.inputs import prepare_run
 
-    return estimate_poses(prepare_run(Path(source), out), options, progress)
+    run = prepare_run(Path(source), out)
+    options = options or PoseOptions()
+    with run.stage("poses", options.to_dict()) as summary:
+        result = estimate_poses(run, options, progress)
+        summary.update({k: result.to_dict()[k] for k in ("engine", "registered", "total", "points", "seconds")})
+    return result
