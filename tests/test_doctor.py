@@ -396,3 +396,111 @@ def test_gpu_host_deep_renders_a_tile():
     assert checks["gpu.0"].data["memory_total"] > 0
     assert checks["gsplat.render"].status == "ok", checks["gsplat.render"]
     assert checks["driver"].status in ("ok", "warn")
+
+
+# ------------------------------------------- GPU facts as the driver reports them (this machine has none)
+# No GPU can be made to appear here, so these feed the judging functions what NVML and torch report on
+# multi-GPU hosts (collected facts in, checks out); nothing of the doctor is replaced.
+
+A100 = ("NVIDIA A100-SXM4-40GB", "GPU-aaaaaaaa-0000-0000-0000-000000000000", (8, 0))
+H100 = ("NVIDIA H100 80GB HBM3", "GPU-bbbbbbbb-0000-0000-0000-000000000000", (9, 0))
+
+
+def gpu_facts(env, uses, physical, cuda_order, *, torch_cuda="12.8", driver=(12, 8), arch=("sm_80", "sm_90"),
+              free=None, kernel_error=None):  # fmt: skip
+    from splatforge.doctor import gpu as g
+    from splatforge.doctor import toolchain as tc
+    from splatforge.doctor.checks import Facts
+    from splatforge.doctor.probe import StepResult
+
+    gib = 1024**3
+    gpus = [g.NvmlGpu(i, n, u, f"0000:{i:02x}:00.0", 80 * gib, 1 * gib, (free or {}).get(i, 79 * gib), cap,
+                      [{"pid": 4242, "name": "python", "memory": 70 * gib}] if (free or {}).get(i) else [])
+            for i, (n, u, cap) in enumerate(physical)]  # fmt: skip
+    devices = [{"index": i, "name": n, "uuid": u[4:], "capability": list(cap), "total_memory": 80 * gib}
+               for i, (n, u, cap) in enumerate(cuda_order)]  # fmt: skip
+    info = {"version": f"2.13.0+cu{torch_cuda.replace('.', '')}", "cuda": torch_cuda, "available": True,
+            "count": len(devices), "arch_list": list(arch), "devices": devices, "warnings": []}  # fmt: skip
+    kernel = (StepResult("cuda_kernel", "error", error=kernel_error) if kernel_error else
+              StepResult("cuda_kernel", "done", {"devices": [{"index": d["index"], "ok": True, "value": 1.0,
+                         "expected": 1.0, "seconds": 0.001, "free": None, "total": 80 * gib} for d in devices]}))  # fmt: skip
+    steps = {"import:torch": StepResult("import:torch", "done", {}), "torch_info": StepResult("torch_info", "done",
+             info), "cuda_kernel": kernel}  # fmt: skip
+    opts = DoctorOptions(uses=uses, env=env)
+    nvml = g.NvmlInfo(True, driver="570.86", cuda_driver=driver, gpus=gpus)
+    none = tc.HostCompiler(None, "PATH")
+    return Facts(
+        opts, env, opts.needs(), steps, nvml, tc.CudaHome(None, "default"), None, None, none, none, None
+    )
+
+
+def test_cuda_renumbering_fastest_first():
+    from splatforge.doctor.checks import check_visible
+
+    # nvidia-smi: 0 = A100, 1 = H100; CUDA's default order puts the faster H100 first
+    f = gpu_facts(clean_env(), ("train-gpu",), [A100, H100], [H100, A100])
+    c = check_visible(f)
+    assert c.status == "warn" and c.fix == "export CUDA_DEVICE_ORDER=PCI_BUS_ID"
+    assert "cuda:0 is nvidia-smi GPU 1" in c.detail
+    assert [m["nvidia_smi_index"] for m in c.data["map"]] == [1, 0]
+    # CUDA_VISIBLE_DEVICES=1 meant the H100 (nvidia-smi 1) but CUDA's device 1 is the A100
+    f = gpu_facts(clean_env(CUDA_VISIBLE_DEVICES="1"), ("train-gpu",), [A100, H100], [A100])
+    c = check_visible(f)
+    assert c.status == "warn" and "cuda:0 is nvidia-smi GPU 0, not GPU 1" in c.detail
+    # with PCI order, the same mapping is what was asked for
+    f = gpu_facts(clean_env(CUDA_VISIBLE_DEVICES="1", CUDA_DEVICE_ORDER="PCI_BUS_ID"), ("train-gpu",),
+                  [A100, H100], [H100])  # fmt: skip
+    c = check_visible(f)
+    assert c.status == "ok" and "cuda:0 -> GPU 1 (NVIDIA H100 80GB HBM3)" in c.detail
+    # UUIDs are unambiguous
+    f = gpu_facts(clean_env(CUDA_VISIBLE_DEVICES=H100[1][:12]), ("train-gpu",), [A100, H100], [H100])
+    assert check_visible(f).status == "ok"
+
+
+def test_visible_devices_naming_no_gpu():
+    from splatforge.doctor.checks import check_visible
+
+    f = gpu_facts(clean_env(CUDA_VISIBLE_DEVICES="0,3,1"), ("train-gpu",), [A100, H100], [A100])
+    c = check_visible(f)
+    assert (
+        c.status == "fail"
+        and "'3' names no GPU" in c.detail
+        and "ignores it and every entry after it" in c.detail
+    )
+    assert c.fix == "export CUDA_VISIBLE_DEVICES=0,1"
+    assert check_visible(gpu_facts(clean_env(CUDA_VISIBLE_DEVICES="0,3,1"), ("cpu",), [A100, H100], [A100])).status \
+        == "warn"  # fmt: skip
+
+
+def test_gpu_memory_arch_driver_and_kernel():
+    from splatforge.doctor.checks import check_cuda, check_driver, check_gpus
+
+    gib = 1024**3
+    f = gpu_facts(clean_env(), ("train-gpu",), [A100, H100], [H100, A100], free={1: 1 * gib})
+    gpus = by_name(check_gpus(f))
+    busy = gpus["gpu.0"]  # cuda:0 is the H100 = nvidia-smi 1, which a process fills
+    assert busy.status == "warn" and "4242 python" in busy.detail and "nvidia-smi GPU 1" in busy.detail
+    assert busy.fix.startswith(f"export CUDA_VISIBLE_DEVICES={A100[1]}")
+    assert gpus["gpu.1"].status == "ok" and "compute capability 8.0" in gpus["gpu.1"].detail
+
+    blackwell = ("NVIDIA RTX PRO 6000", "GPU-cccccccc-0000-0000-0000-000000000000", (12, 0))
+    f = gpu_facts(clean_env(), ("train-gpu",), [blackwell], [blackwell], arch=("sm_80", "sm_90"))
+    c = check_gpus(f)[0]
+    assert c.status == "fail" and "no kernels for sm_120" in c.detail and "--index-url" in c.fix
+    assert check_gpus(gpu_facts(clean_env(), ("train-gpu",), [blackwell], [blackwell],
+                                arch=("sm_90", "sm_120")))[0].status == "ok"  # fmt: skip
+
+    old = check_driver(
+        gpu_facts(clean_env(), ("train-gpu",), [H100], [H100], torch_cuda="12.8", driver=(11, 8))
+    )
+    assert old.status == "fail" and old.fix.endswith("https://download.pytorch.org/whl/cu118")
+    minor = check_driver(
+        gpu_facts(clean_env(), ("train-gpu",), [H100], [H100], torch_cuda="12.8", driver=(12, 4))
+    )
+    assert minor.status == "warn" and "cu124" in minor.fix
+    assert check_driver(gpu_facts(clean_env(), ("train-gpu",), [H100], [H100])).status == "ok"
+
+    err = "CUDA error: no kernel image is available for execution on the device"
+    c = check_cuda(gpu_facts(clean_env(), ("train-gpu",), [H100], [H100], kernel_error=err))
+    assert c.status == "fail" and c.fix.startswith("pip install --force-reinstall torch --index-url")
+    assert check_cuda(gpu_facts(clean_env(), ("train-gpu",), [H100], [H100])).status == "ok"
