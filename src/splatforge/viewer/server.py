@@ -138,6 +138,9 @@ def _handler_for(site: ViewerSite) -> type[BaseHTTPRequestHandler]:
                         shutil.copyfileobj(f, self.wfile, 1 << 20)
             except (BrokenPipeError, ConnectionResetError):  # the browser went away mid-file
                 pass
+            except OSError as exc:  # e.g. the PLY was deleted or replaced while serving
+                log.warning("viewer: cannot read %s: %s", found, exc)
+                self.send_error(HTTPStatus.NOT_FOUND, "file vanished")
 
         def _send_headers(self, ctype: str, length: int) -> None:
             self.send_response(HTTPStatus.OK)
