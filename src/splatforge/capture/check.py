@@ -49,8 +49,8 @@ class CheckOptions:
     frames: FrameOptions = field(default_factory=FrameOptions)  # how a video is sampled
     ordered: bool | None = None  # None: a video is ordered; a folder is if its neighbours match
     ordered_min_share: float = 0.7  # share of connected name-neighbours that makes a folder "ordered"
-    window: int = 4  # large ordered captures: match each image with the next `window` images
-    all_pairs_max: int = 25  # up to this many images (300 pairs), match every pair (exact connectivity)
+    window: int = 4  # ordered captures: pairs tried across a broken step; large unordered: sliding window
+    all_pairs_max: int = 25  # unordered, up to this many images (300 pairs): match every pair
     bridge_candidates: int = 3  # large captures split in groups: pairs tried per image outside the largest
     retrieve_features: int = 200  # descriptors per image used to find those candidates
     bridge_max_pairs: int = 300  # budget of extra pairs to join components
@@ -67,7 +67,7 @@ class CheckOptions:
     dark_mean: float = 60.0  # under-exposed: more than clipped_max clipped low and mean < dark_mean ...
     mean_low: float = 45.0  # ... or mean grey level below this
     min_features: int = 300  # fewer ORB features than this = texture-less image
-    duplicate_distance: float = 0.03  # thumbnail distance below which two images are the same view
+    duplicate_distance: float = 0.025  # thumbnail distance below which two images are the same view (as frames)
     ideal_min_images: int = 50  # splat training wants 50-150 images
     ideal_max_images: int = 150
     min_images: int = 3  # fewer than this cannot be posed at all
@@ -201,7 +201,23 @@ def _measure_one(item: _Loaded, index: int, options: CheckOptions):
     return m, features, thumbnail(gray), thumb
 
 
-def _pairs_to_match(n: int, ordered: bool, options: CheckOptions) -> list[tuple[int, int]]:
+def _pairs_to_match(
+    n: int, ordered: bool, neighbours: dict[tuple[int, int], PairMatch], options: CheckOptions
+) -> list[tuple[int, int]]:
+    """Pairs to match after the name/time neighbours (already in `neighbours`).
+
+    Ordered: neighbours already chain the capture; only where a step is broken, try the pairs that
+    span it within `window` (a blurred frame, a quick turn). Unordered: every pair for small sets,
+    a sliding window for large ones (components are then joined by retrieval, `_bridge_pairs`).
+    """
+    if ordered:
+        pairs: set[tuple[int, int]] = set()
+        for k in range(n - 1):
+            if not neighbours[(k, k + 1)].connected:
+                for i in range(max(0, k + 1 - options.window), k + 1):
+                    for j in range(k + 1, min(n, k + 1 + options.window)):
+                        pairs.add((i, j))
+        return sorted(pairs)
     if n <= options.all_pairs_max:
         return list(itertools.combinations(range(n), 2))
     return [(i, j) for i in range(n) for j in range(i + 1, min(n, i + 1 + options.window))]
@@ -310,14 +326,14 @@ def check_capture(
             if ordered is None:
                 share = np.mean([p.connected for p in neighbour.values()]) if neighbour else 0.0
                 ordered = is_video or bool(share >= options.ordered_min_share)
-            todo = [p for p in _pairs_to_match(n, ordered, options) if p not in neighbour]
+            todo = [p for p in _pairs_to_match(n, ordered, neighbour, options) if p not in neighbour]
             matches: dict[tuple[int, int], PairMatch] = dict(neighbour)
             for m in pool.map(lambda p: _match(features, p[0], p[1], options.match), todo):
                 matches[(m.i, m.j)] = m
             groups = components(n, [k for k, m in matches.items() if m.connected])
             bridged = 0
             for _ in range(options.bridge_rounds):
-                if len(groups) == 1 or n <= options.all_pairs_max:
+                if len(groups) == 1 or (n <= options.all_pairs_max and not ordered):
                     break
                 extra = _bridge_pairs(features, groups, set(matches), options)
                 for m in pool.map(lambda p: _match(features, p[0], p[1], options.match), extra):
