@@ -56,6 +56,8 @@ class SyntheticOptions:
     room_height: float = 5.0
     object_fraction: float = 0.6  # share of n_points on the objects; the rest on floor, walls and ceiling
     texel_scale: float = 1.0  # texture grid spacing relative to the default (smaller: finer, slower)
+    max_texture_size: int = 2048  # texels along a side of a floor, wall or ceiling texture (caps memory)
+    max_volume_size: int = 128  # texels along a side of an object's 3D texture (caps memory and time)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -354,7 +356,7 @@ def build_world(options: SyntheticOptions = SyntheticOptions()) -> World:
     room_textures = []
     for name, _axis, _sign, _normal, tex_axes in _ROOM_FACES:
         extent = np.array([2 * s, 2 * s, h])[list(tex_axes)]
-        texel = near if name == "floor" else far
+        texel = max(near if name == "floor" else far, float(extent.max()) / options.max_texture_size)
         data = procedural_texture(extent, texel, 1.6 if name == "floor" else 2.5, next(texture_seeds),
                                   saturation=0.45)
         room_textures.append(GridTexture(data, np.array([-s, -s, 0.0])[list(tex_axes)] - texel, texel))
@@ -388,18 +390,24 @@ def build_world(options: SyntheticOptions = SyntheticOptions()) -> World:
             continue  # no room left for this object
         placed.append((xy, bound))
         if kind == "sphere":
-            data = procedural_texture(np.full(3, 2 * size), near, size * 1.6, tex_seed)
-            spheres.append(Sphere(np.array([*xy, size + lift]), float(size),
-                                  GridTexture(data, np.full(3, -size - near), near)))
+            extent = np.full(3, 2 * size)
         elif kind == "box":
-            data = procedural_texture(2 * half, near, float(half.max()) * 1.6, tex_seed)
-            boxes.append(Box(np.array([*xy, half[2]]), half, float(yaw), GridTexture(data, -half - near, near)))
+            extent = 2 * half
         else:
             extent = np.array([2 * radius, 2 * radius, height])
-            data = procedural_texture(extent, near, max(radius, height / 2) * 1.6, tex_seed)
-            origin = np.array([-radius - near, -radius - near, -near])
+        texel = max(near, float(extent.max()) / options.max_volume_size)
+        if kind == "sphere":
+            data = procedural_texture(extent, texel, size * 1.6, tex_seed)
+            spheres.append(Sphere(np.array([*xy, size + lift]), float(size),
+                                  GridTexture(data, np.full(3, -size - texel), texel)))
+        elif kind == "box":
+            data = procedural_texture(extent, texel, float(half.max()) * 1.6, tex_seed)
+            boxes.append(Box(np.array([*xy, half[2]]), half, float(yaw), GridTexture(data, -half - texel, texel)))
+        else:
+            data = procedural_texture(extent, texel, max(radius, height / 2) * 1.6, tex_seed)
+            origin = np.array([-radius - texel, -radius - texel, -texel])
             cylinders.append(Cylinder(np.array([*xy, 0.0]), float(radius), float(height),
-                                      GridTexture(data, origin, near)))
+                                      GridTexture(data, origin, texel)))
     return World(s, h, room_textures, spheres, boxes, cylinders)
 
 
