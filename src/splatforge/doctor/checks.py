@@ -534,6 +534,9 @@ def check_gsplat(f: Facts, build: GsplatBuild, toolchain: list[Check]) -> Check:
     if build.prebuilt:
         return Check("gsplat", OK, f"gsplat {build.version}{pin}: prebuilt CUDA extension {build.prebuilt[0]}",
                      need="gpu", data=data)  # fmt: skip
+    if f.torch() is None:
+        return Check("gsplat", f.problem("gpu"), f"gsplat {build.version}{pin}: not checked, torch does not work",
+                     "fix the torch line first", "gpu", data)  # fmt: skip
     if f.torch_cuda() is None:
         return Check("gsplat", f.problem("gpu"), f"gsplat {build.version}{pin}: CUDA extension unusable with a "
                      "CPU-only torch", _pip_torch(f.nvml.cuda_driver), "gpu", data)  # fmt: skip
@@ -601,9 +604,8 @@ def check_pycolmap(f: Facts) -> Check:
         return Check("pycolmap", OK, f"pycolmap {version} with GPU SIFT (CUDA)", data=data)
     detail = f"pycolmap {version}: CPU SIFT only (this build has no CUDA)"
     if "gpu" in f.needs and f.nvml.gpus:
-        cu = f.torch_cuda() or f.nvml.cuda_driver or (12, 0)
         return Check("pycolmap", WARN, detail + "; feature extraction is several times slower than on the GPU",
-                     f"pip uninstall -y pycolmap && pip install pycolmap-cuda{cu[0]}=={version}", data=data)  # fmt: skip
+                     f"pip uninstall -y pycolmap && pip install pycolmap-cuda12=={version}", data=data)  # fmt: skip
     return Check("pycolmap", OK, detail, data=data)
 
 

@@ -238,7 +238,11 @@ def child_main(steps: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------- parent side
 
-_RUNNER = "import runpy, sys; del sys.path[0]; runpy.run_path({path!r}, run_name='__probe__')"
+# `python -c` puts the current folder first on sys.path; drop it so a stray ./numpy cannot shadow numpy.
+_RUNNER = (
+    "import runpy, sys; sys.path[:] = [p for p in sys.path if p != '']; "
+    "runpy.run_path({path!r}, run_name='__probe__')"
+)
 
 
 @dataclass
