@@ -33,7 +33,7 @@ from splatforge.capture.matching import (
     match_pair,
     retrieve,
 )
-from splatforge.capture.measures import downscale, exposure, sharpness, thumb_distance, thumbnail, to_gray
+from splatforge.capture.measures import downscale, exposure, sharpness, thumbnail, to_gray
 from splatforge.errors import InputError
 from splatforge.rundir import atomic_write_json
 
@@ -67,7 +67,10 @@ class CheckOptions:
     dark_mean: float = 60.0  # under-exposed: more than clipped_max clipped low and mean < dark_mean ...
     mean_low: float = 45.0  # ... or mean grey level below this
     min_features: int = 300  # fewer ORB features than this = texture-less image
-    duplicate_distance: float = 0.025  # thumbnail distance below which two images are the same view (as frames)
+    duplicate_all_pairs_max: int = 400  # compare every pair of thumbnails up to this many images
+    duplicate_distance: float = (
+        0.025  # thumbnail distance below which two images are the same view (as frames)
+    )
     ideal_min_images: int = 50  # splat training wants 50-150 images
     ideal_max_images: int = 150
     min_images: int = 3  # fewer than this cannot be posed at all
@@ -421,16 +424,20 @@ def _assess(
             measures[k].component = c
 
     # Near-duplicates: the same view twice (tiny thumbnails almost equal, after contrast normalisation).
-    dup_pairs = set()
-    for i, j in matches:
-        if thumbs[i] is None or thumbs[j] is None:
-            continue
-        if thumb_distance(thumbs[i], thumbs[j]) < options.duplicate_distance:
-            dup_pairs.add((i, j))
-    for i, j in sorted(dup_pairs):
-        if measures[j].duplicate_of is None and "duplicate" not in measures[i].flags:
-            measures[j].duplicate_of = measures[i].name
-            measures[j].flags.append("duplicate")
+    # Compared over all pairs (n^2 * 4096 floats is cheap up to a few hundred images), then a window.
+    valid = [k for k in range(n) if thumbs[k] is not None]
+    if valid:
+        stack = np.stack([thumbs[k].ravel() for k in valid])
+        reach = len(valid) if len(valid) <= options.duplicate_all_pairs_max else options.window * 4
+        for a, k in enumerate(valid[:-1]):
+            if measures[k].duplicate_of is not None:
+                continue  # a duplicate's own copies are reported against the first image
+            d = np.abs(stack[a + 1 : a + 1 + reach] - stack[a]).mean(axis=1)
+            for b in np.flatnonzero(d < options.duplicate_distance):
+                other = measures[valid[a + 1 + int(b)]]
+                if other.duplicate_of is None:
+                    other.duplicate_of = measures[k].name
+                    other.flags.append("duplicate")
 
     # --- the whole capture -----------------------------------------------------------------------
     if n < options.min_images:

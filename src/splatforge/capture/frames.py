@@ -162,7 +162,7 @@ def _decode(container, threads: int) -> Iterator:
         yield from container.decode(stream)
     except av.FFmpegError as exc:
         raise InputError(
-            f"the video could not be decoded to the end ({exc}).",
+            f"{Path(container.name).name} could not be decoded to the end ({exc}).",
             "The file is probably truncated or damaged: copy or export it again.",
         ) from exc
 
