@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from splatforge.capture import CheckOptions, check_capture, write_quality
+from splatforge.capture import CheckOptions, check_capture, gate, write_quality
 from splatforge.capture.check import _ranges
-from splatforge.errors import InputError
+from splatforge.errors import CaptureRejected, InputError
 
 
 def _flags(report, flag: str) -> list[int]:
@@ -56,6 +56,11 @@ def test_room_no_overlap_will_fail(copy_capture, tmp_path):
     assert sheet is not None and sheet.shape[0] > 200
     page = (tmp_path / "sheet" / "index.html").read_text()
     assert "will-fail" in page and 'class="apart"' in page
+    # The gate stops the pipeline with the advice, unless forced.
+    with pytest.raises(CaptureRejected, match="predicts failure") as info:
+        gate(report)
+    assert "--force" in info.value.advice
+    gate(report, force=True)
 
 
 def test_fern_is_fine(copy_capture):
@@ -64,6 +69,7 @@ def test_fern_is_fine(copy_capture):
     assert report.summary["largest_component"] == 20
     assert not _flags(report, "blurred") and not _flags(report, "overexposed")
     assert any("only 20 images" in a for a in report.advice)
+    gate(report)  # does not stop a capture that is not will-fail
 
 
 def test_damaged_fern_frames_are_flagged(copy_capture, tmp_path):

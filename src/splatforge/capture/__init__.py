@@ -5,7 +5,14 @@ from splatforge.capture import extract_frames, check_capture, write_quality
 
 from __future__ import annotations
 
-from splatforge.capture.check import CheckOptions, ImageMeasures, QualityReport, check_capture, write_quality
+from splatforge.capture.check import (
+    CheckOptions,
+    ImageMeasures,
+    QualityReport,
+    check_capture,
+    gate,
+    write_quality,
+)
 from splatforge.capture.frames import ExtractedFrame, FrameOptions, FramesResult, extract_frames
 
 __all__ = [
@@ -17,5 +24,6 @@ __all__ = [
     "QualityReport",
     "check_capture",
     "extract_frames",
+    "gate",
     "write_quality",
 ]

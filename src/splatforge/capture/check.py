@@ -34,7 +34,7 @@ from splatforge.capture.matching import (
     retrieve,
 )
 from splatforge.capture.measures import downscale, exposure, sharpness, thumbnail, to_gray
-from splatforge.errors import InputError
+from splatforge.errors import CaptureRejected, InputError
 from splatforge.rundir import atomic_write_json
 
 VERDICTS = ("good", "risky", "will-fail")
@@ -133,6 +133,23 @@ class QualityReport:
 def write_quality(report: QualityReport, path: Path) -> None:
     """Write `report.to_dict()` atomically (the run folder's quality.json)."""
     atomic_write_json(path, report.to_dict())
+
+
+def gate(report: QualityReport, force: bool = False) -> None:
+    """The pipeline's stop sign: raise `CaptureRejected` (with the advice) on `will-fail` unless forced.
+
+    Typical use before pose estimation::
+
+        report = check_capture(rd.frames, report_dir=rd.quality_dir)
+        write_quality(report, rd.quality_json)
+        gate(report, force=force)
+    """
+    if report.verdict != "will-fail" or force:
+        return
+    raise CaptureRejected(
+        f"the capture check predicts failure (score {report.score}/100): " + report.advice[0],
+        " ".join(report.advice[1:] + ["Fix the capture, or run again with --force to try anyway."]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
