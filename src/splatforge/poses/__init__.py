@@ -64,52 +64,51 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     say = progress or (lambda step, frac: None)
     names, ordered = inputs.frame_names(run)
     t_start = time.perf_counter()
-    if True:  # the caller records the stage in run.json (pipeline, CLI)
-        _clear_outputs(run)
-        if not names:
-            raise PoseError("there are no images to place", "give a folder of photos or a video")
-        try:
-            if options.engine == "known":
-                from splatforge.poses import known
+    _clear_outputs(run)
+    if not names:
+        raise PoseError("there are no images to place", "give a folder of photos or a video")
+    try:
+        if options.engine == "known":
+            from splatforge.poses import known
 
-                rec, seconds, extra = known.from_known_cameras(run, names, options, say)
-            elif options.engine == "vggt":
-                from splatforge.poses import vggt_engine
+            rec, seconds, extra = known.from_known_cameras(run, names, options, say)
+        elif options.engine == "vggt":
+            from splatforge.poses import vggt_engine
 
-                rec, seconds, extra = vggt_engine.run_vggt(run, names, options, say)
-            else:
-                rec, seconds, extra = _run_colmap(run, names, ordered, options, say)
-        except SplatforgeError:
-            raise
-        except Exception as exc:  # never a bare LinAlgError/RuntimeError in front of the user
-            log.debug("pose estimation crashed", exc_info=True)
-            raise PoseError(f"camera positions could not be worked out ({type(exc).__name__}: {exc})",
-                            "run `splatforge check` on the photos; if they look fine, report this with run.log") \
-                from exc
-
-        say("undistortion", 0.9)
-        t = time.perf_counter()
-        undistort.write_sparse(rec, run)
-        if options.undistort:
-            scene = undistort.undistort(rec, run, options.undistort_max_image_size, options.num_threads)
+            rec, seconds, extra = vggt_engine.run_vggt(run, names, options, say)
         else:
-            from splatforge.scene.colmap import reconstruction_to_scene
+            rec, seconds, extra = _run_colmap(run, names, ordered, options, say)
+    except SplatforgeError:
+        raise
+    except Exception as exc:  # never a bare LinAlgError/RuntimeError in front of the user
+        log.debug("pose estimation crashed", exc_info=True)
+        raise PoseError(f"camera positions could not be worked out ({type(exc).__name__}: {exc})",
+                        "run `splatforge check` on the photos; if they look fine, report this with run.log") \
+            from exc
 
-            scene = reconstruction_to_scene(rec, run.frames)
-        undistort.write_training_scene(scene, run)
-        seconds["undistortion"] = time.perf_counter() - t
-        seconds["total"] = time.perf_counter() - t_start
+    say("undistortion", 0.9)
+    t = time.perf_counter()
+    undistort.write_sparse(rec, run)
+    if options.undistort:
+        scene = undistort.undistort(rec, run, options.undistort_max_image_size, options.num_threads)
+    else:
+        from splatforge.scene.colmap import reconstruction_to_scene
 
-        registered = {im.name for im in rec.images.values() if im.has_pose}
-        result = PoseResult(
-            engine=options.engine, registered=len(registered), total=len(names),
-            unregistered=[n for n in names if n not in registered],
-            mean_reprojection_error=float(rec.compute_mean_reprojection_error()) if rec.num_points3D() else None,
-            points=int(rec.num_points3D()), seconds={k: round(v, 2) for k, v in seconds.items()},
-            model=run.sparse, transforms=run.transforms_json,
-            images_undistorted=run.images_undistorted if options.undistort else None, **extra)
-        atomic_write_json(run.poses_json, result.to_dict())
-        say("done", 1.0)
+        scene = reconstruction_to_scene(rec, run.frames)
+    undistort.write_training_scene(scene, run)
+    seconds["undistortion"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+
+    registered = {im.name for im in rec.images.values() if im.has_pose}
+    result = PoseResult(
+        engine=options.engine, registered=len(registered), total=len(names),
+        unregistered=[n for n in names if n not in registered],
+        mean_reprojection_error=float(rec.compute_mean_reprojection_error()) if rec.num_points3D() else None,
+        points=int(rec.num_points3D()), seconds={k: round(v, 2) for k, v in seconds.items()},
+        model=run.sparse, transforms=run.transforms_json,
+        images_undistorted=run.images_undistorted if options.undistort else None, **extra)
+    atomic_write_json(run.poses_json, result.to_dict())
+    say("done", 1.0)
     return result
 
 
