@@ -42,10 +42,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300),
               pytest.mark.skipif(browser_skip_reason() is not None, reason=str(browser_skip_reason()))]
 
 
-def synthetic_capture(folder: Path, n_views: int = 16) -> list[Path]:
+def synthetic_capture(folder: Path, n_views: int = 16, width: int = 64, height: int = 48) -> list[Path]:
     from splatforge.synthetic import SyntheticOptions, make_synthetic_capture
 
-    make_synthetic_capture(folder, SyntheticOptions(n_views=n_views, width=64, height=48))
+    make_synthetic_capture(folder, SyntheticOptions(n_views=n_views, width=width, height=height))
     return sorted((folder / "images").glob("*.png"))
 
 
@@ -65,7 +65,8 @@ def drop_files(page, selector: str, files: list[Path]) -> None:
     }""", [selector, payload])
 
 
-def run_ui_flow(server_url: str, capture: list[Path], shots: Path, steps: int, timeout_s: float) -> dict:
+def run_ui_flow(server_url: str, capture: list[Path], shots: Path, steps: int, timeout_s: float,
+                force: bool = False) -> dict:
     """Drive the UI from token to rendered splat; returns what the embedded viewer reported."""
     from playwright.sync_api import sync_playwright
 
@@ -84,6 +85,8 @@ def run_ui_flow(server_url: str, capture: list[Path], shots: Path, steps: int, t
         assert page.text_content("#picked").startswith(f"{len(capture)} file(s)")
         page.select_option("#preset", "demo")
         page.fill("#steps", str(steps))
+        if force:
+            page.check("#force")
         page.click("#start")
         page.wait_for_url(re.compile(r"#/jobs/[A-Za-z0-9_-]{20,}$"), timeout=60_000)
         job_id = page.url.rsplit("/", 1)[-1]
