@@ -538,8 +538,9 @@ def check_gsplat(f: Facts, build: GsplatBuild, toolchain: list[Check]) -> Check:
         return Check("gsplat", f.problem("gpu"), f"gsplat {build.version}{pin}: not checked, torch does not work",
                      "fix the torch line first", "gpu", data)  # fmt: skip
     if f.torch_cuda() is None:
+        fix = _pip_torch(f.nvml.cuda_driver) if f.nvml.ok else "train on a host with an NVIDIA GPU"
         return Check("gsplat", f.problem("gpu"), f"gsplat {build.version}{pin}: CUDA extension unusable with a "
-                     "CPU-only torch", _pip_torch(f.nvml.cuda_driver), "gpu", data)  # fmt: skip
+                     "CPU-only torch", fix, "gpu", data)  # fmt: skip
     if build.cached:
         when = dt.datetime.fromtimestamp(build.cached.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
         return Check("gsplat", OK, f"gsplat {build.version}{pin}: CUDA extension compiled at {build.cached} "
@@ -664,9 +665,13 @@ def check_libs(f: Facts) -> list[Check]:
     for mod, (dist, need) in LIBS.items():
         r = f.steps[f"import:{mod}"]
         if r.status == "done":
-            out.append(
-                Check(f"import.{mod}", OK, f"{mod} {r.result.get('version') or ''}".strip(), need=need)
-            )
+            version = r.result.get("version")
+            if not version:
+                try:
+                    version = md.version(dist)
+                except md.PackageNotFoundError:
+                    version = ""
+            out.append(Check(f"import.{mod}", OK, f"{mod} {version}".strip(), need=need))
             continue
         fix = 'pip install "numpy<2"' if _numpy_abi(r) else f"pip install --force-reinstall {dist}"
         verb = "crashed the interpreter" if r.status == "crashed" else "failed"
