@@ -1,0 +1,175 @@
+"""Training data: every image decoded once, undistorted to PINHOLE if needed, kept on the device as uint8.
+
+No DataLoader, no worker processes, no shared memory: a capture of 50 1080x1920 photos is 300 MB of
+uint8, which sits on any training GPU; batches are indexed on the device and converted to float
+there. When the images do not fit beside the model (the `gpu_fraction` of free memory), they stay
+in pinned CPU memory and are copied per batch (non-blocking).
+
+Undistortion: cameras with OPENCV distortion (k1 k2 p1 p2, e.g. fox's reference transforms.json)
+are undistorted at load with OpenCV (`cv2.getOptimalNewCameraMatrix(alpha=0)` + `cv2.remap`), so
+that every training camera is PINHOLE: the new intrinsics keep only valid pixels, at the original
+image size. The pose stage's own `images_undistorted/` need none of this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splatforge.console import log
+from splatforge.errors import InputError
+from splatforge.scene import Camera, Scene
+
+
+@dataclass
+class DataOptions:
+    test_every: int = 8  # every n-th image (0, n, 2n, ...) is held out; 0 = none
+    downscale: float = 1.0  # divide image sizes by this
+    gpu_fraction: float = 0.5  # images go to the GPU when they take at most this share of free memory
+
+
+@dataclass
+class Views:
+    """A set of posed images of one size.
+
+    images [V, H, W, 3] uint8 (on the device, or pinned CPU), viewmats [V, 4, 4] float32 world-to-camera
+    (OpenCV axes) and Ks [V, 3, 3] float32 on the device; names [V].
+    """
+
+    images: torch.Tensor
+    viewmats: torch.Tensor
+    Ks: torch.Tensor  # noqa: N815
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def width(self) -> int:
+        return int(self.images.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.images.shape[1])
+
+    def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images [B, H, W, 3] float in [0, 1], viewmats [B, 4, 4], Ks [B, 3, 3] for indices idx [B] (CPU)."""
+        if self.images.device != device:
+            images = self.images[idx].to(device, non_blocking=True)
+        else:
+            images = self.images[idx.to(device, non_blocking=True)]
+        idx_d = idx.to(self.viewmats.device, non_blocking=True)
+        return images.float() / 255.0, self.viewmats[idx_d], self.Ks[idx_d]
+
+
+@dataclass
+class TrainData:
+    train: Views
+    test: Views | None
+    scene_center: np.ndarray  # [3]
+    scene_radius: float
+    points: np.ndarray | None
+    colors: np.ndarray | None
+    undistorted: bool
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies the EXIF orientation
+    if img is None:
+        raise InputError(f"could not decode image {path}", "check that the file is a readable JPEG/PNG")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def prepare_image(path: Path, camera: Camera, downscale: float) -> tuple[np.ndarray, Camera]:
+    """Decode, undistort (OPENCV -> PINHOLE), downscale. Returns RGB uint8 [H, W, 3] and its PINHOLE camera."""
+    import cv2
+
+    img = _read_image(path)
+    h, w = img.shape[:2]
+    if (w, h) != (camera.width, camera.height):
+        if (w, h) == (camera.height, camera.width):
+            raise InputError(f"{path.name} is {w}x{h} but its camera says {camera.width}x{camera.height} "
+                             "(rotated?)", "rotate the image back, or fix w/h in the scene file")
+        camera = camera.scaled(w / camera.width)
+    if camera.has_distortion:
+        if camera.model not in ("OPENCV", "SIMPLE_RADIAL", "RADIAL"):
+            raise InputError(f"cannot undistort camera model {camera.model}", "undistort the images first")
+        d = dict(camera.distortion_dict)
+        dist = np.array([d.get("k1", 0.0), d.get("k2", 0.0), d.get("p1", 0.0), d.get("p2", 0.0)])
+        new_k, _ = cv2.getOptimalNewCameraMatrix(camera.K, dist, (w, h), alpha=0)
+        map1, map2 = cv2.initUndistortRectifyMap(camera.K, dist, None, new_k, (w, h), cv2.CV_32FC1)
+        img = cv2.remap(img, map1, map2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        camera = Camera("PINHOLE", w, h, float(new_k[0, 0]), float(new_k[1, 1]), float(new_k[0, 2]),
+                        float(new_k[1, 2]))
+    else:
+        camera = camera.as_pinhole()
+    if downscale and downscale != 1:
+        nw, nh = max(1, round(w / downscale)), max(1, round(h / downscale))
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        camera = camera.scaled(nw / w)
+        camera = Camera("PINHOLE", nw, nh, camera.fx, camera.fy, camera.cx, camera.cy)
+    return np.ascontiguousarray(img), camera
+
+
+def split_indices(n: int, test_every: int) -> tuple[list[int], list[int]]:
+    """(train, test): every `test_every`-th index from 0 is a test view (none when test_every <= 0 or n < 2)."""
+    if test_every <= 0 or n < 2:
+        return list(range(n)), []
+    test = [i for i in range(n) if i % test_every == 0]
+    return [i for i in range(n) if i % test_every != 0], test
+
+
+def _fits_on_gpu(nbytes: int, device: torch.device, fraction: float) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= fraction * free
+
+
+def _views(images: list[np.ndarray], cameras: list[Camera], w2cs: list[np.ndarray], names: list[str],
+           device: torch.device, fraction: float) -> Views:
+    sizes = {im.shape for im in images}
+    if len(sizes) > 1:
+        raise InputError(f"training images differ in size after loading: {sorted(sizes)}",
+                         "give images of one size (or one camera), or resize them first")
+    stack = torch.from_numpy(np.stack(images))  # [V, H, W, 3] uint8
+    if _fits_on_gpu(stack.numel(), device, fraction):
+        stack = stack.to(device)
+    else:
+        log.info("training images (%.1f GB) stay in pinned CPU memory", stack.numel() / 1e9)
+        stack = stack.pin_memory()
+    viewmats = torch.as_tensor(np.stack(w2cs), dtype=torch.float32, device=device)
+    ks = torch.as_tensor(np.stack([c.K for c in cameras]), dtype=torch.float32, device=device)
+    return Views(images=stack, viewmats=viewmats, Ks=ks, names=names)
+
+
+def load_data(scene: Scene, options: DataOptions, device: torch.device) -> TrainData:
+    """Decode, undistort and place every image; split into training and held-out views."""
+    frames = sorted(scene.frames, key=lambda f: f.name)
+    if not frames:
+        raise InputError("the scene has no frames", "run the pose stage first")
+    train_idx, test_idx = split_indices(len(frames), options.test_every)
+    if not train_idx:
+        raise InputError("no training images left after holding out test views", "use a larger --test-every")
+    images, cameras, undistorted = [], [], False
+    for frame in frames:
+        img, cam = prepare_image(frame.image, frame.camera, options.downscale)
+        undistorted |= frame.camera.has_distortion
+        images.append(img)
+        cameras.append(cam)
+    pick = lambda idx: _views([images[i] for i in idx], [cameras[i] for i in idx],  # noqa: E731
+                              [frames[i].w2c for i in idx], [frames[i].name for i in idx], device,
+                              options.gpu_fraction)
+    centers = np.array([f.center for f in frames])
+    center = centers.mean(axis=0)
+    radius = float(np.linalg.norm(centers - center, axis=1).max())
+    if not math.isfinite(radius) or radius <= 0:
+        radius = 1.0
+    return TrainData(train=pick(train_idx), test=pick(test_idx) if test_idx else None, scene_center=center,
+                     scene_radius=radius, points=scene.points, colors=scene.colors, undistorted=undistorted)

@@ -1,0 +1,86 @@
+"""Photometric loss (L1 + w (1 - SSIM)), SSIM and PSNR; LPIPS only from weights already on disk."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+
+@functools.lru_cache(maxsize=8)
+def _gauss_1d(size: int, sigma: float, device: str, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).to(device=device, dtype=dtype)
+
+
+def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur, 'valid' padding. x [B, C, H, W]."""
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of images a, b [B, H, W, C] in [0, 1] (Gaussian window 11, sigma 1.5, as 3DGS).
+
+    Two separable 1D convolutions over the five moment maps stacked in one batch: cheap on the GPU
+    and the CPU, no extra package. 'valid' windows only (no zero-padding bias at the border).
+    """
+    x = a.permute(0, 3, 1, 2)
+    y = b.permute(0, 3, 1, 2)
+    if min(x.shape[-2:]) < window:
+        window = min(x.shape[-2:]) | 1
+    g = _gauss_1d(window, sigma, str(x.device), x.dtype)
+    n = x.shape[0]
+    moments = _blur(torch.cat([x, y, x * x, y * y, x * y]), g)
+    mx, my, sxx, syy, sxy = moments.split(n)
+    mx2, my2, mxy = mx * mx, my * my, mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    num = (2 * mxy + c1) * (2 * (sxy - mxy) + c2)
+    den = (mx2 + my2 + c1) * ((sxx - mx2) + (syy - my2) + c2)
+    return (num / den).mean()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1] (mean over the whole batch)."""
+    mse = F.mse_loss(a, b)
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+    """L1 + ssim_weight * (1 - SSIM) (the issue's form; 3DGS scales L1 by 1 - ssim_weight). [B, H, W, 3]."""
+    return F.l1_loss(render, target) + ssim_weight * (1.0 - ssim(render, target))
+
+
+def lpips_weights_path() -> Path | None:
+    """Local AlexNet LPIPS weights, if any (never downloaded at run time)."""
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in ("alexnet-owt-7be5be79.pth", "alexnet-owt-4df8aa71.pth"):
+        if (hub / name).exists():
+            return hub / name
+    return None
+
+
+def make_lpips(device: torch.device):
+    """An LPIPS(alex) function [B, H, W, 3] x2 -> scalar, or (None, reason) when its weights are not local."""
+    try:
+        import lpips  # noqa: F401  (its linear heads ship inside the package)
+    except ImportError:
+        return None, "lpips package not installed"
+    if lpips_weights_path() is None:
+        return None, "AlexNet weights not in the torch hub cache (never downloaded at run time)"
+    try:
+        import lpips
+
+        net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+    except Exception as exc:  # a broken local install must not stop training
+        return None, f"LPIPS could not be loaded: {exc}"
+
+    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return net(a.permute(0, 3, 1, 2) * 2 - 1, b.permute(0, 3, 1, 2) * 2 - 1).mean()
+
+    return fn, None
