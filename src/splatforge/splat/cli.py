@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,7 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
 
 
-def _prepare_run(source: Path, out: Optional[Path]) -> Path:
+def _prepare_run(source: Path, out: Path | None) -> Path:
     """A run folder to train in: `source` itself, or (a transforms.json / COLMAP model) copied into `out`.
 
     A scene given directly is read and written as `out/transforms.json` (+ points.ply); its images stay
@@ -39,18 +38,18 @@ def _prepare_run(source: Path, out: Optional[Path]) -> Path:
 
 def train_command(
     source: Path = typer.Argument(..., help="A run folder, or a scene: transforms.json or COLMAP model folder."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run folder to create when SOURCE is a scene."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Run folder to create when SOURCE is a scene."),
     preset: str = typer.Option("default", "--preset", help="fast | default | quality | mcmc"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the preset's)."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (default: the preset's)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint."),
     backend: str = typer.Option("auto", "--backend", help="auto | gsplat | reference"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if present)."),
+    device: str | None = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if present)."),
     downscale: float = typer.Option(1.0, "--downscale", help="Divide image sizes by this."),
     test_every: int = typer.Option(8, "--test-every", help="Hold out every n-th image (0: none)."),
-    max_gaussians: Optional[int] = typer.Option(None, "--max-gaussians", help="Cap on the number of Gaussians."),
+    max_gaussians: int | None = typer.Option(None, "--max-gaussians", help="Cap on the number of Gaussians."),
     sh_degree: int = typer.Option(3, "--sh-degree", help="Spherical-harmonics degree 0..3."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="default | mcmc (default: the preset's)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cameras per step."),
+    strategy: str | None = typer.Option(None, "--strategy", help="default | mcmc (default: the preset's)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Cameras per step."),
     seed: int = typer.Option(0, "--seed"),
     checkpoint_every: int = typer.Option(2000, "--checkpoint-every"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
@@ -88,7 +87,7 @@ def train_command(
 
 def export_command(
     run: Path = typer.Argument(..., help="Run folder with checkpoints/."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="PLY file (default: RUN/export/scene.ply)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="PLY file (default: RUN/export/scene.ply)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
     """Write the newest checkpoint as a standard 3DGS PLY (SuperSplat, Spark, nerfstudio)."""
