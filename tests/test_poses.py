@@ -1,0 +1,191 @@
+"""Pose stage: pair planning, retrieval, explanations, undistortion maps, known cameras, CLI (fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from splatforge.poses import PoseOptions, PoseResult, explain
+from splatforge.poses import pairs as pairing
+
+BRIEF_KEYS = {"engine", "registered", "total", "unregistered", "mean_reprojection_error", "points", "seconds",
+              "model"}
+
+
+def test_options_validate_and_cameras_imply_known(tmp_path):
+    assert PoseOptions(cameras=tmp_path / "t.json").engine == "known"
+    with pytest.raises(ValueError, match="mapper"):
+        PoseOptions(mapper="magic")
+    with pytest.raises(ValueError, match="engine"):
+        PoseOptions(engine="nerf")
+
+
+def test_result_dict_has_the_brief_keys(tmp_path):
+    r = PoseResult("colmap", 3, 4, ["d.jpg"], 0.7, 100, {"features": 1.0}, tmp_path / "sparse" / "0")
+    d = json.loads(json.dumps(r.to_dict()))
+    assert BRIEF_KEYS <= set(d) and d["model"].endswith("sparse/0") and d["unregistered"] == ["d.jpg"]
+
+
+def test_sequential_pairs_window_and_quadratic():
+    plain = pairing.sequential_pairs(20, overlap=3, quadratic=False)
+    assert (0, 3) in plain and (0, 4) not in plain and len(plain) == 3 * 20 - 6
+    quad = pairing.sequential_pairs(20, overlap=3, quadratic=True)
+    assert {(0, 4), (0, 8), (0, 16), (3, 19)} <= quad and (0, 5) not in quad
+    assert all(i < j for i, j in quad)
+
+
+def _trajectory_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors that drift smoothly (like frames of a video) and come back (a loop)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(8, 64))
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    v = np.stack([np.cos(k * t) for k in range(1, 5)] + [np.sin(k * t) for k in range(1, 5)], 1) @ basis
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_order_is_detected_and_shuffles_are_not():
+    sim = pairing.similarity_matrix(_trajectory_vectors(40))
+    ordered, score = pairing.looks_ordered(sim)
+    assert ordered and score > 0.9
+    perm = np.random.default_rng(3).permutation(40)
+    shuffled, score = pairing.looks_ordered(sim[perm][:, perm])
+    assert not shuffled and score < 0.7
+
+
+def test_loop_closure_pairs_join_the_ends_of_a_loop():
+    sim = pairing.similarity_matrix(_trajectory_vectors(40))
+    far = pairing.top_k_pairs(sim, k=2, min_index_distance=10)
+    assert all(j - i > 10 for i, j in far)
+    assert any(i < 3 and j > 36 for i, j in far)  # first and last frames see the same place
+
+
+def test_bow_vectors_rank_shared_descriptors_first():
+    rng = np.random.default_rng(0)
+    # two places, each with its own 40 kinds of local detail; each photo sees 300 details of one place
+    places = [rng.uniform(0, 200, size=(40, 128)) for _ in range(2)]
+
+    def photo(place: int) -> np.ndarray:
+        kinds = rng.integers(0, 40, size=300)
+        return np.clip(places[place][kinds] + rng.normal(0, 4, size=(300, 128)), 0, 255).astype(np.uint8)
+
+    descs = [photo(0), photo(1), photo(0), photo(1), np.zeros((0, 128), np.uint8)]
+    sim = pairing.similarity_matrix(pairing.bow_vectors(descs, vocabulary_size=64))
+    assert sim[0].argmax() == 2 and sim[1].argmax() == 3 and sim[2].argmax() == 0
+    assert np.all(sim[4, :4] == 0)  # an image without features is similar to nothing
+
+
+def test_numbered_names():
+    assert pairing.numbered_names(["0001.jpg", "0002.jpg", "IMG_0010.JPG"])
+    assert not pairing.numbered_names(["front.jpg", "0002.jpg"])
+
+
+def test_unregistered_reasons_name_the_cause():
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    keypoints = {"a": 900, "b": 900, "c": 900, "d": 20, "e": 900, "f": 900, "g": 900}
+    neighbours = {"a": {"b", "c"}, "b": {"a", "c"}, "c": {"a", "b"}, "f": {"g"}, "g": {"f"}}
+    other = [{"images": 2, "names": ["f", "g"]}]
+    reasons = explain.unregistered_reasons(names, {"a", "b"}, keypoints, neighbours, other)
+    assert set(reasons) == {"c", "d", "e", "f", "g"}
+    assert "few features" in reasons["d"]
+    assert "no verified matches" in reasons["e"]
+    assert "separate group" in reasons["f"]
+    assert "too weakly" in reasons["c"]
+
+
+def test_failure_speaks_to_photographers():
+    keypoints = {f"{i}.jpg": 800 for i in range(8)}
+    err = explain.failure(8, 0, keypoints, {}, [])
+    text = f"{err.message} {err.advice}"
+    assert "barely overlap" in err.message and "splatforge check" in err.advice
+    assert "Error" not in text and "LinAlg" not in text
+
+
+def test_undistortion_map_inverts_the_distortion():
+    import pycolmap
+
+    from splatforge.poses.undistort import undistortion_map
+
+    cam = pycolmap.Camera(model="OPENCV", width=200, height=150,
+                          params=[180.0, 175.0, 103.0, 77.0, 0.08, -0.05, 0.001, -0.0005])
+    pinhole, map_x, map_y = undistortion_map(cam)
+    assert pinhole.model.name == "PINHOLE" and map_x.shape == (pinhole.height, pinhole.width)
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(-0.3, 0.3, (50, 2)), np.ones(50)]  # camera-space points
+    undist = pinhole.img_from_cam(pts)  # where they land in the undistorted image (COLMAP pixels)
+    dist = cam.img_from_cam(pts)  # and in the original
+    iu, iv = np.floor(undist[:, 0]).astype(int), np.floor(undist[:, 1]).astype(int)
+    ok = (iu >= 0) & (iv >= 0) & (iu < pinhole.width) & (iv < pinhole.height)
+    # the table at the pixel holding the point points (OpenCV pixels = COLMAP - 0.5) at the original one
+    assert np.all(np.abs(map_x[iv[ok], iu[ok]] + 0.5 - dist[ok, 0]) < 1.5)
+    assert np.all(np.abs(map_y[iv[ok], iu[ok]] + 0.5 - dist[ok, 1]) < 1.5)
+
+
+def _tiny_posed_capture(tmp_path):
+    """A ring of 6 known cameras and random images (no SfM needed for the known-cameras engine)."""
+    from PIL import Image
+
+    from splatforge.scene import Camera, Frame, Scene, look_at_w2c, write_transforms
+
+    src = tmp_path / "capture"
+    (src / "images").mkdir(parents=True)
+    cam = Camera("OPENCV", 160, 120, 150.0, 151.0, 81.0, 59.0, (0.02, -0.01, 0.0, 0.0))
+    frames = []
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        path = src / "images" / f"{i:04d}.png"
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(path)
+        a = 2 * np.pi * i / 6
+        frames.append(Frame(f"images/{path.name}", path, cam,
+                            look_at_w2c(np.array([4 * np.cos(a), 4 * np.sin(a), 1.0]), np.zeros(3))))
+    scene = Scene(frames)
+    write_transforms(scene, src / "transforms.json")
+    return src, scene
+
+
+def test_known_cameras_skip_sfm_and_write_every_output(tmp_path):
+    from splatforge.poses import estimate_poses_for
+    from splatforge.scene import read_colmap, read_scene
+    from splatforge.scene.align import compare_poses
+
+    src, truth = _tiny_posed_capture(tmp_path)
+    run_dir = tmp_path / "run"
+    result = estimate_poses_for(src / "images", run_dir, PoseOptions(cameras=src / "transforms.json"))
+    assert result.engine == "known" and result.registered == result.total == 6
+    assert (run_dir / "sparse" / "0" / "cameras.bin").exists() and not (run_dir / "colmap" / "database.db").exists()
+    model = read_colmap(run_dir / "sparse" / "0", run_dir / "frames")
+    assert {f.camera.model for f in model.frames} == {"OPENCV"}  # original camera kept in sparse/0
+    train = read_scene(run_dir / "transforms.json")
+    assert {f.camera.model for f in train.frames} == {"PINHOLE"}
+    assert all(f.image.parent.name == "images_undistorted" and f.image.exists() for f in train.frames)
+    err = compare_poses(train, truth)
+    assert err.max_rotation_deg < 1e-4 and err.max_center_error < 1e-6
+    poses = json.loads((run_dir / "poses.json").read_text())
+    assert BRIEF_KEYS <= set(poses) and poses["registered"] == 6
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["stages"]["poses"]["status"] == "done"
+
+
+def test_cli_json_and_a_readable_failure(tmp_path):
+    from typer.testing import CliRunner
+
+    from splatforge.cli import app
+
+    src, _ = _tiny_posed_capture(tmp_path)
+    runner = CliRunner()
+    out = runner.invoke(app, ["poses", str(src / "images"), "-o", str(tmp_path / "r1"), "--cameras",
+                              str(src / "transforms.json"), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert BRIEF_KEYS <= set(data) and data["registered"] == 6
+    # two photos of noise: SfM cannot work, and the user is told why and what to do, as JSON
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("0000.png", "0001.png"):
+        (bad / name).write_bytes((src / "images" / name).read_bytes())
+    out = runner.invoke(app, ["poses", str(bad), "-o", str(tmp_path / "r2"), "--json"])
+    assert out.exit_code != 0
+    err = json.loads(out.stdout)
+    assert err["ok"] is False and "photo" in err["error"] and err["advice"]
+    assert "Traceback" not in out.output
