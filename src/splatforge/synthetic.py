@@ -465,15 +465,18 @@ def _hit_cylinder(origin: np.ndarray, dirs: np.ndarray, cyl: Cylinder) -> np.nda
 
 def _room_exit(origin: np.ndarray, dirs: np.ndarray, world: World) -> tuple[np.ndarray, np.ndarray]:
     """Distance to the room's boundary and the face index (into _ROOM_FACES) for rays from inside."""
-    lo = np.array([-world.room_half_size, -world.room_half_size, 0.0], np.float32)
-    hi = np.array([world.room_half_size, world.room_half_size, world.room_height], np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_axes = (np.where(dirs > 0, hi, lo) - origin.astype(np.float32)) / dirs
-    t_axes = np.where(np.isfinite(t_axes) & (t_axes > 0), t_axes, np.inf)
-    axis = np.argmin(t_axes, axis=1)
-    t = np.take_along_axis(t_axes, axis[:, None], axis=1)[:, 0]
-    positive = np.take_along_axis(dirs, axis[:, None], axis=1)[:, 0] > 0
-    face = axis * 2 + np.where(positive, 0, 1)  # matches _ROOM_FACES: +x, -x, +y, -y, +z, -z
+    lo = (-world.room_half_size, -world.room_half_size, 0.0)
+    hi = (world.room_half_size, world.room_half_size, world.room_height)
+    t = np.full(len(dirs), np.inf, np.float32)
+    face = np.zeros(len(dirs), np.int64)
+    for axis in range(3):
+        d = dirs[:, axis]
+        positive = d > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ta = (np.where(positive, hi[axis], lo[axis]) - np.float32(origin[axis])) / d
+        closer = ta < t  # nan (d == 0) compares False
+        t[closer] = ta[closer]
+        face[closer] = 2 * axis + np.where(positive[closer], 0, 1)  # _ROOM_FACES order: +x, -x, +y, -y, +z, -z
     return t, face
 
 
