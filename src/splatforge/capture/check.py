@@ -467,6 +467,7 @@ def _assess(
         penalties["count"] = (
             35.0 * (options.ideal_min_images - n) / (options.ideal_min_images - options.min_images)
         )
+    if options.min_images <= n < 0.9 * options.ideal_min_images:  # no sermon for 49 images
         advice.append(
             f"only {n} images: take {options.ideal_min_images}\u2013{options.ideal_max_images}, "
             "each overlapping the previous one by about two thirds, for a good splat."
