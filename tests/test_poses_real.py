@@ -1,0 +1,85 @@
+"""Pose stage on real captures (../shared/data) and on the synthetic capture: registration and accuracy.
+
+All slow (minutes on 2 cores): deselect with `-m "not slow"`. Data is copied to a temp folder first.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from splatforge.errors import PoseError
+from splatforge.poses import PoseOptions, estimate_poses_for
+from splatforge.scene import read_colmap, read_scene
+from splatforge.scene.align import compare_poses
+
+pytestmark = pytest.mark.slow
+
+
+def _run(copy_capture, name, tmp_path, **kw):
+    src = copy_capture(name)
+    run_dir = tmp_path / "run"
+    return src, run_dir, estimate_poses_for(src / "images", run_dir, PoseOptions(**kw))
+
+
+def test_fox_all_registered_and_accurate(copy_capture, tmp_path):
+    src, run_dir, result = _run(copy_capture, "fox", tmp_path)
+    assert result.registered == result.total == 50 and result.unregistered == []
+    reference = read_scene(src / "transforms.json")
+    err = compare_poses(read_colmap(run_dir / "sparse" / "0", run_dir / "frames"), reference)
+    assert err.matched == 50
+    assert err.median_rotation_deg <= 0.5 and err.median_center_error <= 0.01, err.to_dict()
+    train = read_scene(run_dir / "transforms.json")  # the training scene: PINHOLE, undistorted images, points
+    assert {f.camera.model for f in train.frames} == {"PINHOLE"} and len(train.points) == result.points > 1000
+    assert compare_poses(train, reference).median_rotation_deg <= 0.5
+    poses = json.loads((run_dir / "poses.json").read_text())
+    assert set(poses["seconds"]) >= {"features", "matching", "mapping", "undistortion"}
+
+
+@pytest.mark.parametrize("name,minimum", [("llff_fern", 20), ("dtu_scan24", 49), ("sacre_coeur", 8)])
+def test_real_captures_register(copy_capture, tmp_path, name, minimum):
+    _, run_dir, result = _run(copy_capture, name, tmp_path)
+    assert result.registered >= minimum, (result.unregistered_reasons, result.notes)
+    assert set(result.unregistered_reasons) == set(result.unregistered)  # every missing image has a reason
+    assert result.mean_reprojection_error < 2.0 and (run_dir / "transforms.json").exists()
+
+
+def test_room_without_overlap_fails_with_advice(copy_capture, tmp_path):
+    src = copy_capture("room_no_overlap")
+    with pytest.raises(PoseError) as info:
+        estimate_poses_for(src / "images", tmp_path / "run", PoseOptions())
+    assert "splatforge check" in info.value.advice and "photos" in info.value.message
+    assert not (tmp_path / "run" / "transforms.json").exists()  # no empty model presented as success
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["stages"]["poses"]["status"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from splatforge.synthetic import SyntheticOptions, make_synthetic_capture
+
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_capture(out, SyntheticOptions(n_views=16, width=320, height=240, seed=0))
+    return out
+
+
+def test_synthetic_capture_all_registered_and_accurate(synthetic, tmp_path):
+    result = estimate_poses_for(synthetic / "images", tmp_path / "run", PoseOptions())
+    assert result.registered == result.total == 16
+    err = compare_poses(read_scene(tmp_path / "run" / "transforms.json"), read_scene(synthetic / "transforms.json"))
+    assert err.median_rotation_deg <= 0.5 and err.median_center_error <= 0.01, err.to_dict()
+
+
+def test_known_cameras_with_triangulation_put_points_on_the_surface(synthetic, tmp_path):
+    truth = read_scene(synthetic / "transforms.json")
+    result = estimate_poses_for(synthetic / "images", tmp_path / "run",
+                                PoseOptions(cameras=synthetic / "transforms.json", triangulate=True))
+    assert result.registered == 16 and result.points > 300 and result.mean_reprojection_error < 1.0
+    est = read_scene(tmp_path / "run" / "transforms.json")
+    assert compare_poses(est, truth).max_rotation_deg < 1e-3  # poses were held fixed
+    # every triangulated point lies near the true surface (sampled densely in points.ply)
+    dist = np.concatenate([np.sqrt(((chunk[:, None] - truth.points[None]) ** 2).sum(-1)).min(1)
+                           for chunk in np.array_split(est.points, max(1, len(est.points) // 256))])
+    assert np.median(dist) < 0.02 * truth.extent()
