@@ -97,6 +97,23 @@ def _big_png() -> bytes:
     return buf.getvalue()
 
 
+def _mp4(frames: int = 10) -> bytes:
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
 BAD_UPLOADS = {
     "not an image": (415, "not an image", [("files", ("photo.jpg", b"hello, this is text" * 10, "image/jpeg"))]),
     "truncated png": (422, "truncated", [("files", ("a.png", png_bytes(1)[:400], "image/png"))]),
@@ -108,6 +125,9 @@ BAD_UPLOADS = {
     "zip with a fake image": (415, "not an image", [("files", ("c.zip", _zip({"a.png": png_bytes(4), "b.jpg": b"x" * 99}),
                                                                 "application/zip"))]),
     "too many files": (413, "more than 12 files", image_files(13)),
+    "far too many files": (413, "more than 12 files", image_files(40)),
+    "truncated video": (422, "not a readable video", [("files", ("clip.mp4", _mp4()[:500], "video/mp4"))]),
+    "two videos": (422, "mixed", [("files", ("a.mp4", _mp4(), "video/mp4")), ("files", ("b.mp4", _mp4(), "video/mp4"))]),
     "too many pixels": (413, "MP", [("files", ("big.png", _big_png(), "image/png"))]),
     "mixed kinds": (422, "mixed", [*image_files(2), ("files", ("c.zip", _zip({"a.png": png_bytes(5)}), "application/zip"))]),
     "body too large": (413, "limit", [("files", ("huge.png", b"\x89PNG\r\n\x1a\n" + os.urandom(5 * 1024**2), "image/png"))]),
@@ -286,6 +306,24 @@ def test_zip_upload_is_unpacked_and_runs(service):
     assert wait_state(service, job["id"])["state"] == "succeeded"
     frames = service.settings.jobs_dir / job["id"] / "run" / "frames"
     assert len(list(frames.iterdir())) == 4
+
+
+def test_video_upload_is_checked_and_runs(service):
+    job = submit(service, files=[("files", ("../../clip.mov", _mp4(), "video/quicktime"))], steps=3)
+    assert job["inputs"]["kind"] == "video" and job["inputs"]["source"] == "upload/clip.mp4"
+    assert wait_state(service, job["id"])["state"] == "succeeded"
+    assert (service.settings.jobs_dir / job["id"] / "upload" / "clip.mp4").is_file()
+
+
+def test_serve_command_refuses_an_open_server_without_token(tmp_path):
+    from typer.testing import CliRunner
+
+    from splatforge.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--no-auth", "--workspace", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "only allowed when listening on localhost" in result.output
+    assert not (tmp_path / "jobs").exists()
 
 
 # --- a server killed mid-job ------------------------------------------------------------------------

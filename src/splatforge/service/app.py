@@ -22,6 +22,7 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splatforge import __version__
 from splatforge.errors import InputError
@@ -223,6 +224,16 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return _error_response(exc.status, exc.message, exc.advice)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if detail.startswith("Too many files"):
+            return _error_response(413, f"more than {settings.limits.max_files} files in one upload",
+                                   "send fewer files (50-300 images are plenty for one scene), or one zip")
+        advice = {404: "see /docs for the API's paths", 405: "see /docs for the methods each path takes"}
+        return _error_response(exc.status_code, detail, advice.get(exc.status_code, "see /docs"),
+                               getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

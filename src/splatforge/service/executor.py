@@ -222,6 +222,12 @@ class RayExecutor:
                  "1 GPU" if self.use_gpu else f"{self.job_num_cpus} CPU")
 
     def submit(self, job_id: str, attempt: int) -> None:
+        import ray
+
+        try:  # GPU hosts may have joined (or left) the cluster since the start
+            self.use_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        except Exception as exc:  # noqa: BLE001 - keep the last answer
+            log.debug("cluster resources: %s", exc)
         spec = TaskSpec(job_id=job_id, attempt=attempt, db_url=self.db_url, job_dir=str(self.jobs_dir / job_id),
                         runner=self.runner, progress_interval_s=self.progress_interval_s)
         options: dict[str, Any] = {"name": f"splatforge-job-{job_id[:8]}", "num_cpus": self.job_num_cpus}
