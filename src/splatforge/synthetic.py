@@ -514,14 +514,6 @@ def shade(world: World, albedo: np.ndarray, normals: np.ndarray) -> np.ndarray:
     return np.clip(albedo * (world.ambient + world.diffuse * lambert)[:, None], 0.0, 1.0)
 
 
-def _bounding_sphere(obj) -> tuple[np.ndarray, float]:
-    if isinstance(obj, Sphere):
-        return obj.center, obj.radius * 1.001
-    if isinstance(obj, Box):
-        return obj.center, float(np.linalg.norm(obj.half)) * 1.001
-    return obj.base + [0.0, 0.0, obj.height / 2], math.hypot(obj.radius, obj.height / 2) * 1.001
-
-
 def cast_rays(world: World, origin: np.ndarray, dirs: np.ndarray,
               candidates: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Colour (N, 3) float32 in [0, 1] and hit distance (N,) of unit rays `dirs` (N, 3) from `origin` (3,).
