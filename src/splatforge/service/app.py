@@ -11,6 +11,7 @@ import asyncio
 import datetime as _dt
 import hmac
 import json
+import logging
 import re
 import secrets
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from splatforge.service.settings import ServiceSettings
 from splatforge.service.store import ACTIVE, FINAL, STATES, Job, Store, utcnow
 from splatforge.service.uploads import UploadRefused, remove_job_dir, store_upload
 
+log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 UI_FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -201,6 +203,10 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        if settings.ray_address and settings.database_url.startswith("sqlite"):
+            log.warning("jobs run on a Ray cluster but the job store is SQLite (%s): workers on other hosts need "
+                        "the same file on shared storage; prefer --db postgresql+psycopg://...",
+                        settings.database_url)
         store = Store(settings.database_url)
         ex = executor or RayExecutor(store, db_url=settings.database_url, jobs_dir=settings.jobs_dir,
                                      runner=settings.runner, address=settings.ray_address,

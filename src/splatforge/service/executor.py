@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -142,6 +143,11 @@ def run_job(spec: TaskSpec) -> str:
             log_file.write(f"{utcnow().isoformat(timespec='seconds')} attempt {spec.attempt} on {worker}\n")
             log_file.flush()
             reporter = _Reporter(spec, store, log_file)
+            # Native libraries (COLMAP's glog, CUDA) write to fd 2: send it to the job's log meanwhile. A Ray
+            # worker runs one task at a time, so nothing else is writing there.
+            sys.stderr.flush()
+            saved_stderr = os.dup(2)
+            os.dup2(log_file.fileno(), 2)
             try:
                 resolve_runner(spec.runner)(source, RunDir(paths["run"]), pipeline_options(job.options),
                                             progress=reporter)
@@ -163,6 +169,9 @@ def run_job(spec: TaskSpec) -> str:
                 return "failed"
             finally:
                 splat_log.removeHandler(handler)
+                sys.stderr.flush()
+                os.dup2(saved_stderr, 2)
+                os.close(saved_stderr)
             metrics = dict(reporter.metrics)
             final = _final_metrics(RunDir(paths["run"]))
             if final:
