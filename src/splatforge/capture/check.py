@@ -364,7 +364,9 @@ def check_capture(
     finally:
         cv2.setNumThreads(previous_threads)
 
-    report = _assess(measures, thumbs, matches, groups, ordered, options)
+    report = _assess(
+        measures, thumbs, matches, groups, ordered, options, noun="frames" if is_video else "images"
+    )
     report.summary.update(
         input=str(input),
         kind="video" if is_video else "images",
@@ -406,6 +408,7 @@ def _assess(
     groups: list[list[int]],
     ordered: bool,
     options: CheckOptions,
+    noun: str = "images",
 ) -> QualityReport:
     """Flags per image, then score, verdict and advice for the whole capture."""
     n = len(measures)
@@ -493,13 +496,13 @@ def _assess(
                 text += f" (at most {largest} of {n} images can end up in one model)"
             parts = [_ranges([k + 1 for k in g]) for g in big[:6]]
             if parts:
-                text += ": images " + parts[0] + " form one group"
+                text += f": {noun} " + parts[0] + " form one group"
                 if len(parts) > 1:
                     text += ", " + ", ".join(parts[1:]) + (" another" if len(parts) == 2 else " others")
             if alone:
                 text += "; " if parts else ": "
-                text += f"image{'s' if len(alone) > 1 else ''} {_ranges([k + 1 for k in alone])} "
-                text += "match no other image" if len(alone) > 1 else "matches no other image"
+                text += f"{noun if len(alone) > 1 else noun[:-1]} {_ranges([k + 1 for k in alone])} "
+                text += f"match no other {noun[:-1]}" if len(alone) > 1 else f"matches no other {noun[:-1]}"
             text += (
                 ". Take photos in between so that every view overlaps the next by about two thirds, "
                 "and walk around the subject in one continuous loop."
@@ -513,44 +516,45 @@ def _assess(
     if blurred:
         penalties["blur"] = 40.0 * len(blurred) / n
         advice.append(
-            f"{_which(blurred, 'images')} {_verb(blurred)} blurred: move slower, hold still while shooting "
+            f"{_which(blurred, noun)} {_verb(blurred)} blurred: move slower, hold still while shooting "
             "or fix the focus (more light allows a faster shutter)."
         )
     over, under = share("overexposed"), share("underexposed")
     if over:
         penalties["overexposed"] = 30.0 * len(over) / n
         advice.append(
-            f"{_which(over, 'images')} {_verb(over)} over-exposed (washed-out highlights): lower the exposure "
+            f"{_which(over, noun)} {_verb(over)} over-exposed (washed-out highlights): lower the exposure "
             "or avoid shooting into the light."
         )
     if under:
         penalties["underexposed"] = 30.0 * len(under) / n
-        advice.append(f"{_which(under, 'images')} {_verb(under)} too dark: add light or raise the exposure.")
+        advice.append(f"{_which(under, noun)} {_verb(under)} too dark: add light or raise the exposure.")
     flat = share("few-features")
     if flat:
         penalties["features"] = 30.0 * len(flat) / n
         advice.append(
-            f"{_which(flat, 'images')} show{'s' if len(flat) == 1 else ''} little texture: pose estimation needs "
+            f"{_which(flat, noun)} show{'s' if len(flat) == 1 else ''} little texture: pose estimation needs "
             "detail; include textured surroundings or add texture (a newspaper, a patterned cloth)."
         )
     unreadable = share("unreadable")
     if unreadable:
         penalties["unreadable"] = 20.0 * len(unreadable) / n
-        advice.append(f"{_which(unreadable, 'images')} could not be read: remove or re-export them.")
+        advice.append(f"{_which(unreadable, noun)} could not be read: remove or re-export them.")
     if ordered and n > 1:
         gaps = [k for k in range(n - 1) if not matches[(k, k + 1)].connected]
         if gaps:
             penalties["gaps"] = 20.0 * len(gaps) / (n - 1)
             listed = ", ".join(f"{k + 1}\u2192{k + 2}" for k in gaps[:8]) + (" ..." if len(gaps) > 8 else "")
             advice.append(
-                f"{len(gaps)} step{'s' if len(gaps) > 1 else ''} between consecutive images share too few features "
+                f"{len(gaps)} step{'s' if len(gaps) > 1 else ''} between consecutive {noun} "
+                f"share{'' if len(gaps) > 1 else 's'} too few features "
                 f"({listed}): the camera moved too far or too fast there; add views in between."
             )
     dups = share("duplicate")
     if dups:
         penalties["duplicates"] = 10.0 * len(dups) / n
         advice.append(
-            f"{_which(dups, 'images')} {_verb(dups)} near-duplicate{'s' if len(dups) > 1 else ''} of another image "
+            f"{_which(dups, noun)} {_verb(dups)} near-duplicate{'s' if len(dups) > 1 else ''} of another image "
             "(the camera did not move): they add time, not information; move between shots."
         )
 
