@@ -33,7 +33,7 @@ from splatforge.capture.matching import (
     match_pair,
     retrieve,
 )
-from splatforge.capture.measures import downscale, exposure, sharpness, thumbnail, to_gray
+from splatforge.capture.measures import downscale, exposure, normalise_thumbs, sharpness, thumbnail, to_gray
 from splatforge.errors import CaptureRejected, InputError
 from splatforge.rundir import atomic_write_json
 
@@ -447,7 +447,7 @@ def _assess(
     # Compared over all pairs (n^2 * 4096 floats is cheap up to a few hundred images), then a window.
     valid = [k for k in range(n) if thumbs[k] is not None]
     if valid:
-        stack = np.stack([thumbs[k].ravel() for k in valid])
+        stack = normalise_thumbs(np.stack([thumbs[k] for k in valid])).reshape(len(valid), -1)
         reach = len(valid) if len(valid) <= options.duplicate_all_pairs_max else options.window * 4
         for a, k in enumerate(valid[:-1]):
             if measures[k].duplicate_of is not None:

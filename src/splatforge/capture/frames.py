@@ -95,7 +95,7 @@ class FrameStat:
     index: int
     time: float
     sharpness: float
-    thumb: np.ndarray = field(repr=False)  # (THUMB_SIZE, THUMB_SIZE) float32
+    thumb: np.ndarray = field(repr=False)  # (THUMB_SIZE, THUMB_SIZE) uint8
 
 
 @dataclass

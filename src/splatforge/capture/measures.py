@@ -38,17 +38,27 @@ def sharpness(gray: np.ndarray, long_side: int = SHARPNESS_SIZE) -> float:
 
 
 def thumbnail(gray: np.ndarray) -> np.ndarray:
-    """(THUMB_SIZE, THUMB_SIZE) float32 in [0, 1], contrast-normalised, for near-duplicate tests.
+    """(THUMB_SIZE, THUMB_SIZE) uint8 area-downscaled copy of `gray`, for near-duplicate tests.
 
-    Normalising mean and spread makes the test insensitive to auto-exposure changes.
+    Stored as uint8 (4 KB) because the scan keeps one per video frame; `thumb_distance` normalises.
     """
-    small = cv2.resize(gray, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return (small - small.mean()) / (small.std() + 1e-3)
+    return cv2.resize(gray, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def normalise_thumbs(thumbs: np.ndarray) -> np.ndarray:
+    """(..., THUMB_SIZE, THUMB_SIZE) uint8 -> float32 with zero mean and unit spread per thumbnail.
+
+    Normalising makes the distance insensitive to auto-exposure changes.
+    """
+    t = thumbs.astype(np.float32)
+    mean = t.mean(axis=(-2, -1), keepdims=True)
+    std = t.std(axis=(-2, -1), keepdims=True)
+    return (t - mean) / (std + 1e-3)
 
 
 def thumb_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two `thumbnail`s (in standard deviations); ~0 = same view."""
-    return float(np.abs(a - b).mean())
+    """Mean absolute difference of two normalised `thumbnail`s (in standard deviations); ~0 = same view."""
+    return float(np.abs(normalise_thumbs(a) - normalise_thumbs(b)).mean())
 
 
 def exposure(gray: np.ndarray, low: int = 5, high: int = 250) -> tuple[float, float, float]:
