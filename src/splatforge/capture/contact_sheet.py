@@ -43,7 +43,7 @@ def render_sheet(report) -> np.ndarray:
         if m.flags:
             colour, note = RED, ", ".join(m.flags)
         elif m.component > 1:
-            colour, note = ORANGE, f"group {m.component}: unmatched"
+            colour, note = ORANGE, f"group {m.component}: apart from group 1"
         else:
             colour, note = GREEN, f"sharp {m.sharpness:.0f}, {m.features} feat"
         cells.append(_cell(thumb, f"{m.index}  {m.name}", note, colour))
