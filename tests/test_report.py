@@ -273,7 +273,19 @@ def test_empty_and_broken_folders_never_crash(tmp_path):
     train = report["training"]
     assert train["status"] == "partial" and train["log_lines"] == 30 and train["steps"] == 3000
     assert train["eval"]["psnr"] == pytest.approx(FINAL_EVAL["psnr"])  # last evaluation in metrics.jsonl
-    assert "Training did not finish" in broken.report_html.read_text()
+    assert train["peak_gpu_mem_gb"] == pytest.approx(2.5)  # the largest gpu_mem_gb logged
+    assert "has not finished" in train["note"] and "metrics.jsonl" in broken.report_html.read_text()
+
+    # Training stopped by a signal: run.json says failed with advice; the curves are still shown.
+    manifest["stages"]["train"].update(status="failed", error={
+        "type": "TrainingInterrupted", "message": "training stopped by SIGTERM at step 3000",
+        "advice": "run the same command again to continue from it"})
+    broken.manifest.write_text(json.dumps(manifest))
+    train = build_report(broken)["training"]
+    assert train["status"] == "partial" and train["error"]["type"] == "TrainingInterrupted"
+    html = broken.report_html.read_text()
+    assert "run the same command again to continue from it" in html
+    assert html.count('src="data:image/png') >= 5  # the curves (and other plots) are drawn
 
 
 def test_summary_lines(full):

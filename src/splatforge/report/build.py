@@ -149,7 +149,7 @@ def stages_section(manifest: dict) -> dict[str, Any]:
 
 
 # Keys of quality.json's summary worth showing a person (the rest are options and raw groupings).
-_CAPTURE_SUMMARY_KEYS = ("count", "largest_component", "connected_share", "median_sharpness", "flag_counts",
+_CAPTURE_SUMMARY_KEYS = ("largest_component", "connected_share", "median_sharpness", "flag_counts",
                          "cameras", "resolutions", "penalties")
 
 
@@ -261,8 +261,8 @@ def training_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[st
     section: dict[str, Any] = {"status": "ok"}
     if final is None:
         stub = _stage_note(stages, "train", "train.json")
-        section.update(status="partial", note="Training did not finish: " + stub["note"]
-                       + " The curves below show how far it got.")
+        section.update(status="partial", note=stub["note"].replace("train.json", "final result (train.json)")
+                       + " The numbers and curves below are from metrics.jsonl: how far it got.")
         if "error" in stub:
             section["error"] = stub["error"]
         final = {}
@@ -276,7 +276,7 @@ def training_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[st
         "preset": final.get("preset"),
         "steps_per_s": _num(final.get("steps_per_s", last.get("steps_per_s"))),
         "peak_gpu_mem_gb": _num(final.get("peak_gpu_mem_gb")) if "peak_gpu_mem_gb" in final
-        else (max((_num(r.get("gpu_mem_gb")) or 0.0) for r in logs) if logs else None),
+        else max((m for m in (_num(r.get("gpu_mem_gb")) for r in logs) if m is not None), default=None),
         "num_gaussians": final.get("num_gaussians", last.get("num_gaussians")),
         "eval": {"psnr": _num(final_eval.get("psnr")), "ssim": _num(final_eval.get("ssim")),
                  "lpips": _num(final_eval.get("lpips"))},
@@ -390,10 +390,12 @@ def _next_steps(report: dict[str, Any], opts: ReportOptions) -> list[str]:
             steps.append(line)
     head = report["headline"]
     capture, poses = report["capture"], report["poses"]
-    if capture.get("status") == "ok" and capture.get("verdict") in ("risky", "will-fail"):
-        advice = "; ".join(capture.get("advice") or [])
-        steps.append(f"The capture check rated this capture '{capture['verdict']}'"
-                     + (f": {advice}" if advice else "."))
+    check_failed = "check" in report["stages"]["failed"]  # its error already carries the same advice
+    if capture.get("status") == "ok" and capture.get("verdict") in ("risky", "will-fail") and not check_failed:
+        advice = " ".join(a if a.rstrip().endswith((".", "!", "?")) else a.rstrip() + "."
+                          for a in capture.get("advice") or [])
+        steps.append(f"The capture check rated this capture '{capture['verdict']}'."
+                     + (f" {advice}" if advice else ""))
     frac = poses.get("registered_fraction")
     if frac is not None and frac < opts.registered_warn_fraction:
         steps.append(f"Only {poses['registered']} of {poses['total']} images got a camera pose: the others share "

@@ -32,7 +32,7 @@ section,header{background:var(--card);border:1px solid var(--line);border-radius
 text-transform:uppercase;letter-spacing:.03em;vertical-align:middle}
 .good,.done,.ok{background:var(--good)}.fair,.risky,.running,.partial,.incomplete{background:var(--fair)}
 .poor,.failed,.will-fail,.interrupted,.unreadable{background:var(--poor)}.missing,.none{background:var(--muted)}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(135px,1fr));gap:10px;margin-top:12px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px;margin-top:12px}
 .tile{border:1px solid var(--line);border-radius:8px;padding:8px 10px}
 .tile .k{color:var(--muted);font-size:.75rem;text-transform:uppercase;letter-spacing:.04em}
 .tile .v{font-size:1.15rem;font-weight:650}
@@ -90,7 +90,7 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
 
 def _value(value: Any) -> str:
     if isinstance(value, float):
-        return escape(f"{value:.4g}")
+        return escape(f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}")
     if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
         return escape(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()))
     if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
@@ -139,8 +139,7 @@ def _headline(report: dict) -> str:
         ("Capture", capture),
         ("Registered images", reg),
         ("Hold-out PSNR" if h.get("held_out", True) else "PSNR (train views)", fmt.number(h.get("psnr"), 2, "dB")),
-        ("SSIM", fmt.number(h.get("ssim"), 3)),
-        ("LPIPS", fmt.number(h.get("lpips"), 3)),
+        ("SSIM / LPIPS", f"{fmt.number(h.get('ssim'), 3)} / {fmt.number(h.get('lpips'), 3)}"),
         ("Gaussians", fmt.count(h.get("num_gaussians"))),
         ("Total time", fmt.duration(h.get("total_seconds"))),
     ]

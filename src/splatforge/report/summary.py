@@ -37,7 +37,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if stages:
         parts = []
         for r in stages:
-            mark = "" if r["status"] == "done" else f" [{r['status']}]"
+            mark = "" if r["status"] == "done" else f" ({r['status']})"
             parts.append(f"{r['name']} {fmt.duration(r['seconds'])}{mark}")
         lines.append("Time per stage: " + ", ".join(parts)
                      + f"; total {fmt.duration(report['stages']['total_seconds'])}")
