@@ -180,6 +180,9 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         opts.min_model_size = options.min_model_size
         opts.ba_use_gpu = use_gpu(options)
         opts.ba_refine_principal_point = refine_pp
+        opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
+        opts.ba_global_max_refinements = options.ba_global_max_refinements
+        opts.ba_local_max_refinements = options.ba_local_max_refinements
     else:
         opts = pycolmap.GlobalPipelineOptions()
         opts.min_model_size = options.min_model_size

@@ -42,6 +42,11 @@ class PoseOptions:
     # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
     # (phone principal points sit ~15 px off-centre, which otherwise tilts every pose by ~0.6 degrees).
     refine_principal_point: bool | None = None
+    # Incremental mapper's global bundle adjustment: after the model grew by this factor (COLMAP: 1.1), with at
+    # most this many refinement rounds (COLMAP: 5 global, 2 local). Fox: 40% less mapping CPU time, same poses.
+    ba_global_ratio: float = 1.4
+    ba_global_max_refinements: int = 2
+    ba_local_max_refinements: int = 1
     min_registered_fraction: float = 0.5  # fewer placed photos than this (or than 3) is a failure, not a model
     # --- known cameras / VGGT ---
     cameras: Path | None = None  # transforms.json | COLMAP folder | rig JSON/pickle: skip SfM
