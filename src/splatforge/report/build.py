@@ -312,7 +312,10 @@ def renders_section(run: RunDir, stages: dict) -> dict[str, Any]:
     files = sorted(p for p in run.renders.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
         if run.renders.is_dir() else []
     if not files:
-        return _stage_note(stages, "train", "held-out render")
+        section = _stage_note(stages, "train", "held-out render")
+        if section.pop("error", None):  # the training section shows the error and its advice
+            section["note"] += " See the training section for why."
+        return section
     views = []
     for path in files:
         try:

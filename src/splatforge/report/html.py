@@ -50,7 +50,7 @@ figure.render img{max-height:85vh;width:auto;margin:0 auto}figure.render figcapt
 .note{color:var(--muted);font-style:italic}
 .error{border-left:4px solid var(--poor);background:#fef2f2;padding:8px 12px;border-radius:6px;margin:8px 0}
 .advice{border-left:4px solid var(--fair);background:#fffbeb;padding:8px 12px;border-radius:6px;margin:8px 0}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto}.nowrap{white-space:nowrap}
 @media (max-width:700px){main{padding:8px}.tile .v{font-size:1.1rem}table.kv th{width:45%}}
 """
 
@@ -119,6 +119,13 @@ def _not_ok(section: dict) -> str:
     """The body of a section without data: its note, and the stage's error and advice if it failed."""
     return (f'<p>{_badge(section.get("status"))} <span class="note">{escape(section.get("note") or "")}</span></p>'
             + _error_box(section.get("error")))
+
+
+def _short_time(iso: str | None) -> str:
+    """'2026-11-22T21:30:28+00:00' -> '11-22 21:30:28' (the table has little room; report.json keeps it all)."""
+    if not iso or len(iso) < 19 or iso[10] != "T":
+        return iso or ""
+    return f"{iso[5:10]} {iso[11:19]}"
 
 
 def _section(title: str, body: str, anchor: str) -> str:
@@ -237,7 +244,7 @@ def _training(report: dict, curves: dict | None) -> str:
     if t.get("resolution"):
         pairs.append(("Resolution", escape("x".join(str(v) for v in t["resolution"]))))
     pairs += [("Steps", _value(t.get("steps"))), ("Training time", escape(fmt.duration(t.get("seconds")))),
-              ("Steps per second", escape(fmt.number(t.get("steps_per_s"), 1))),
+              ("Steps per second", escape(fmt.number(t.get("steps_per_s"), 2))),
               ("Gaussians", escape(fmt.count(t.get("num_gaussians")))),
               ("Final training loss", escape(fmt.number(t.get("final_loss"), 4))),
               ("Preset", _value(t.get("preset"))), ("Backend", _value(t.get("backend"))),
@@ -307,7 +314,7 @@ def _stages(report: dict) -> str:
         err = _error_box(r.get("error")) if r.get("error") else ""
         rows.append(f'<tr><td>{escape(r["name"])}</td><td>{_badge(r.get("status"))}</td>'
                     f'<td class="num">{fmt.duration(r.get("seconds"))}</td>'
-                    f'<td class="sub">{escape(r.get("start") or "")}</td></tr>'
+                    f'<td class="sub nowrap">{escape(_short_time(r.get("start")))}</td></tr>'
                     + (f'<tr><td colspan="4">{err}</td></tr>' if err else ""))
     rows.append(f'<tr><td><b>total</b></td><td></td><td class="num"><b>{fmt.duration(s.get("total_seconds"))}'
                 '</b></td><td></td></tr>')

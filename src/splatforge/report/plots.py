@@ -165,7 +165,7 @@ def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | Non
         x, y = series(logs, "loss")
         if not len(x):
             return False
-        ax.plot(x, y, color=opts.color, lw=1.2)
+        ax.plot(x, y, color=opts.color, lw=1.2, marker="o" if len(x) < 3 else None)
         if (y > 0).all() and y.max() / max(y.min(), 1e-12) > 20:
             ax.set_yscale("log")
         return True
@@ -176,7 +176,7 @@ def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | Non
         if not len(x) and not len(ex):
             return False
         if len(x):
-            ax.plot(x, y, color=opts.color, lw=1.2, label="training views")
+            ax.plot(x, y, color=opts.color, lw=1.2, label="training views", marker="o" if len(x) < 3 else None)
         if len(ex):
             ax.plot(ex, ey, "o-", color=opts.eval_color, lw=1.2, ms=4, label="held-out views")
             ax.annotate(f"{ey[-1]:.2f} dB", (ex[-1], ey[-1]), textcoords="offset points", xytext=(-6, -4),
@@ -188,7 +188,7 @@ def training_curves(logs: list[dict], evals: list[dict], opts: PlotOptions | Non
         x, y = series(logs, "num_gaussians")
         if not len(x):
             return False
-        ax.plot(x, y / 1e6, color=opts.color, lw=1.2)
+        ax.plot(x, y / 1e6, color=opts.color, lw=1.2, marker="o" if len(x) < 3 else None)
         ax.annotate(fmt.count(y[-1]), (x[-1], y[-1] / 1e6), textcoords="offset points", xytext=(-6, -4),
                     ha="right", va="top", fontsize=8)
         return True
