@@ -384,3 +384,23 @@ def test_server_killed_mid_job_finishes_the_job_after_restart(tmp_path):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_store_fences_out_an_older_attempt(tmp_path):
+    store = Store(fresh_db_url(tmp_path))
+    job = store.create("j" * 22, {"preset": "fast"}, {"kind": "images", "source": "upload"}, owner="a")
+    assert store.update_where(job.id, states=("queued",), attempt=0, state="running")
+    assert store.claim_attempt(job.id, "a") == 1  # a restart re-queues it under attempt 1
+    assert not store.update_where(job.id, states=("running",), attempt=0, progress=0.5)  # the old worker
+    assert not store.update_where(job.id, states=("queued",), attempt=0, state="running")
+    assert store.update_where(job.id, states=("queued",), attempt=1, state="running")
+    assert store.update_where(job.id, states=("queued", "running"), state="cancelled")
+    assert not store.update_where(job.id, states=("running",), attempt=1, state="succeeded")
+    assert store.claim_attempt(job.id, "a") is None  # only active jobs are recovered
+    assert store.claim_attempt(job.id, "a", states=("cancelled",)) == 2
+    again = store.get(job.id)
+    assert (again.state, again.attempt, again.progress, again.owner) == ("queued", 2, 0.0, "a")
+    assert [j.id for j in store.with_states(("queued",), owner="a")] == [job.id]
+    assert store.with_states(("queued",), owner="b") == []
+    assert store.delete(job.id) and store.get(job.id) is None
+    store.close()
