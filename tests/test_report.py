@@ -355,3 +355,21 @@ def test_scores_without_hold_out_are_labelled(tmp_path):
     assert any("No views were held out" in s for s in report["next_steps"])
     assert any("Hold-out PSNR is low (18.5 dB)" in s for s in report["next_steps"])
     assert "PSNR (train views)" in run.report_html.read_text()
+
+
+def test_many_renders_stay_within_budget_and_show_the_weakest(tmp_path):
+    from splatforge.report import ReportOptions
+
+    run = make_run(tmp_path / "run")
+    for i in range(3, 9):
+        _write_render_pair(run.renders / f"{i:04d}.png", 2.0, 20 + i)
+    _write_render_pair(run.renders / "zz_worst.png", 40.0, 99)  # last in file order, weakest by far
+    report = build_report(run, ReportOptions(max_renders=4))
+    assert report["renders"]["count"] == 10 and report["renders"]["worst"]["name"] == "zz_worst"
+    html = run.report_html.read_text()
+    assert html.count('src="data:image/jpeg') == 4
+    assert "zz_worst: render (left)" in html and "6 more in" in html
+
+    build_report(run, ReportOptions(max_embedded_bytes=1))  # budget too small for even one render
+    html = run.report_html.read_text()
+    assert html.count('src="data:image/jpeg') == 0 and "10 more in" in html

@@ -37,6 +37,7 @@ class ReportOptions:
     max_renders: int = 12  # held-out renders embedded in the HTML (the rest are listed)
     render_max_width: int = 1400  # pixels of an embedded render pair (render | photograph)
     render_jpeg_quality: int = 80
+    max_embedded_bytes: int = 4_000_000  # JPEG bytes of embedded renders (base64 adds a third)
     max_plot_points: int = 4000  # sparse points drawn in the camera plot
 
 

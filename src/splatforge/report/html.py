@@ -275,9 +275,13 @@ def _renders(report: dict, run: RunDir, opts) -> str:
     r = report["renders"]
     if r["status"] != "ok":
         return _section("Held-out renders", _not_ok(r), "renders")
-    figures = []
-    for view in (r.get("views") or [{"file": f, "name": Path(f).stem, "psnr": None} for f in r["files"]]
-                 )[:opts.max_renders]:
+    views = r.get("views") or [{"file": f, "name": Path(f).stem, "psnr": None} for f in r["files"]]
+    shown = views[:opts.max_renders]
+    worst = r.get("worst")
+    if worst and worst not in shown and shown:  # always show the weakest view
+        shown = shown[:-1] + [worst]
+    figures, used = [], 0
+    for view in shown:
         rel = view["file"]
         score = f" · PSNR {view['psnr']:.2f} dB" if view.get("psnr") is not None else ""
         try:
@@ -285,11 +289,15 @@ def _renders(report: dict, run: RunDir, opts) -> str:
         except Exception as exc:  # one unreadable image must not cost the report
             figures.append(f'<p class="note">{escape(rel)} could not be read: {escape(str(exc))}</p>')
             continue
+        if used + len(jpeg) > opts.max_embedded_bytes:  # keep the page small enough to mail and open on a phone
+            break
+        used += len(jpeg)
         figures.append(f"<figure class=\"render\">{_img(jpeg, rel, 'image/jpeg')}<figcaption>"
                        f"{escape(view['name'])}: render (left) | photograph (right){escape(score)}"
                        "</figcaption></figure>")
-    rest = r["files"][opts.max_renders:]
-    more = (f'<p class="note">{len(rest)} more in {escape(str(run.renders))}</p>' if rest else "")
+    embedded = sum(1 for f in figures if f.startswith("<figure"))
+    more = (f'<p class="note">{len(views) - embedded} more in {escape(str(run.renders))}</p>'
+            if embedded < len(views) else "")
     intro = ('<p>Views held out of training, rendered from the splat next to the photograph. '
              'Differences here are what a viewer will see between the photos.</p>')
     return _section(f"Held-out renders ({r['count']})", intro + "".join(figures) + more, "renders")
