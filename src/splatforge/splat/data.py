@@ -57,12 +57,14 @@ class Views:
         return int(self.images.shape[1])
 
     def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images [B, H, W, 3] float in [0, 1], viewmats [B, 4, 4], Ks [B, 3, 3] for indices idx [B] (CPU)."""
-        if self.images.device != device:
-            images = self.images[idx].to(device, non_blocking=True)
-        else:
-            images = self.images[idx.to(device, non_blocking=True)]
-        idx_d = idx.to(self.viewmats.device, non_blocking=True)
+        """Images [B, H, W, 3] float in [0, 1], viewmats [B, 4, 4], Ks [B, 3, 3] for indices idx [B].
+
+        idx should live where the images do (then nothing waits); other placements are moved.
+        """
+        images = self.images[idx.to(self.images.device)]
+        if images.device != device:
+            images = images.to(device, non_blocking=True)  # pinned -> device, asynchronous
+        idx_d = idx.to(self.viewmats.device)
         return images.float() / 255.0, self.viewmats[idx_d], self.Ks[idx_d]
 
 

@@ -139,28 +139,22 @@ def means_lr(preset: Preset, scene_scale: float, step: int) -> float:
 
 
 class BatchSampler:
-    """Shuffled epochs over the training views, from its own generator (its state goes into checkpoints)."""
+    """Which training views each step uses: shuffled epochs, drawn for the whole run up front from `seed`.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, min(batch_size, n)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(n, generator=self.generator)
-        self.pos = 0
+    The schedule [steps, B] is a pure function of (n, batch_size, steps, seed), so a resumed run needs no
+    sampler state, and it is moved to the device once: picking a batch never waits for the GPU.
+    """
 
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator)
-            self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int, device: torch.device):
+        self.batch_size = min(batch_size, n)
+        generator = torch.Generator().manual_seed(seed)
+        per_epoch = n // self.batch_size
+        epochs = -(-steps // per_epoch)
+        perms = [torch.randperm(n, generator=generator)[: per_epoch * self.batch_size] for _ in range(epochs)]
+        self.schedule = torch.cat(perms).reshape(-1, self.batch_size)[:steps].to(device)
 
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+    def at(self, step: int) -> torch.Tensor:
+        return self.schedule[step]
 
 
 def enforce_cap(params, optimizers, state, cap: int) -> None:
@@ -309,13 +303,13 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
         noise_lr=preset.noise_lr)
     strategy, sstate = make_strategy(strategy_opts, scene_scale)
     strategy.check_sanity(params, optimizers)
-    sampler = BatchSampler(len(train_views), preset.batch_size, options.seed)
+    sampler = BatchSampler(len(train_views), preset.batch_size, preset.steps, options.seed,
+                           train_views.images.device)
     start_step, elapsed_before, initial_eval = 0, 0.0, None
     if saved is not None:
         for k, opt in optimizers.items():
             opt.load_state_dict(saved["optimizers"][k])
         load_strategy_state(sstate, saved["strategy"], device)
-        sampler.load_state_dict(saved["sampler"])
         torch.set_rng_state(saved["rng"]["torch"])
         if device.type == "cuda" and saved["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
@@ -332,7 +326,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
         return {"step": step, "elapsed_s": elapsed, "preset": asdict(preset), "backend": backend,
                 "params": {k: v.detach().cpu() for k, v in params.items()},
                 "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "strategy": strategy_state_dict(sstate), "sampler": sampler.state_dict(),
+                "strategy": strategy_state_dict(sstate),
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                 "initial_eval": initial_eval, "scene_scale": scene_scale}
@@ -351,7 +345,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
         with _StopFlag() as stop, bar:
             for step in range(start_step, total):
                 try:
-                    loss, batch_psnr, info = _train_step(step, params, optimizers, strategy, sstate, sampler,
+                    loss, last_images = _train_step(step, params, optimizers, strategy, sstate, sampler,
                                                          train_views, preset, backend, device, absgrad,
                                                          scene_scale, options.max_gaussians)
                 except torch.OutOfMemoryError:
@@ -361,6 +355,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
                     raise oom_error(step, n, data, preset, last_ckpt is not None) from None
                 done = step + 1
                 if done % options.log_every == 0 or done == total or stop.signame:
+                    batch_psnr = psnr(*[t.detach().clamp(0, 1) for t in last_images])
                     now = time.perf_counter()
                     sps = (done - last_log_step) / max(now - last_log_t, 1e-9)
                     last_log_t, last_log_step = now, done
@@ -416,7 +411,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
 
 def _train_step(step, params, optimizers, strategy, sstate, sampler, views: Views, preset: Preset, backend,
                 device, absgrad, scene_scale, cap):
-    idx = sampler.next()
+    idx = sampler.at(step)
     gt, vm, k = views.batch(idx, device)
     sh = sh_degree_at(step, preset.sh_degree, preset.sh_interval)
     bg = None
@@ -451,9 +446,7 @@ def _train_step(step, params, optimizers, strategy, sstate, sampler, views: View
             enforce_cap(params, optimizers, sstate, cap)
     else:
         strategy.step_post_backward(params, optimizers, sstate, step, out.info, lr=lr)
-    with torch.no_grad():
-        batch_psnr = psnr(out.image.detach().clamp(0, 1), gt)
-    return loss.detach(), batch_psnr, out.info
+    return loss.detach(), (out.image.detach(), gt)
 
 
 def _prepare_metrics(path: Path, start_step: int) -> None:

@@ -1,0 +1,127 @@
+"""Training presets on one capture: wall time, speed, quality and how busy the GPU was.
+
+    python benchmarks/train_bench.py ../shared/data/fox/transforms.json --presets fast,default
+    python benchmarks/train_bench.py RUN_FOLDER --presets fast --steps 3000 --downscale 2
+
+For each preset it copies nothing: a scene (transforms.json / COLMAP) is written once into a scratch run
+folder per preset (images stay where they are), then `splatforge.splat.train` runs in this process with
+--no-resume. A thread samples NVML utilisation every 50 ms while the training loop runs (image loading
+and the final evaluation excluded, using the progress callback to mark the first and last step). Prints
+a table: preset, steps, wall s (training loop), steps/s, PSNR, SSIM, #G, peak mem, GPU busy median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+class GpuSampler(threading.Thread):
+    """NVML utilisation (%) samples while `active` is set."""
+
+    def __init__(self, index: int = 0, period: float = 0.05):
+        super().__init__(daemon=True)
+        self.period, self.samples, self.active = period, [], threading.Event()
+        self.stop_flag = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self.nvml = pynvml
+        except Exception as exc:  # no NVML: report utilisation as unknown
+            print(f"NVML unavailable ({exc}); GPU busy will be empty", file=sys.stderr)
+            self.nvml = None
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            if self.nvml is not None and self.active.is_set():
+                self.samples.append(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
+            time.sleep(self.period)
+
+
+def prepare(source: Path, scratch: Path, name: str) -> Path:
+    from splatforge.rundir import RunDir
+    from splatforge.scene import read_scene, write_transforms
+
+    if source.is_dir() and (source / "transforms.json").exists() and (source / "run.json").exists():
+        run = RunDir(scratch / name).create()
+        scene = read_scene(source / "transforms.json")
+    else:
+        run = RunDir(scratch / name).create()
+        scene = read_scene(source)
+    write_transforms(scene, run.transforms_json, ply_file="points.ply" if scene.points is not None else None)
+    return run.root
+
+
+def bench_one(source: Path, scratch: Path, preset: str, args) -> dict:
+    import torch
+
+    from splatforge.splat.trainer import TrainOptions, train
+
+    run = prepare(source, scratch, preset)
+    sampler = GpuSampler(args.gpu)
+    sampler.start()
+    marks: dict[str, float] = {}
+
+    def progress(event: dict) -> None:
+        marks.setdefault("first", time.perf_counter())
+        marks["last"] = time.perf_counter()
+        marks["first_step"] = marks.get("first_step", event["step"])
+        if event["step"] >= event["total"]:
+            sampler.active.clear()
+        else:
+            sampler.active.set()
+
+    opts = TrainOptions(preset=preset, steps=args.steps, resume=False, downscale=args.downscale,
+                        backend=args.backend, log_every=args.log_every, show_progress=False,
+                        save_renders=True, checkpoint_every=10**9)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    result = train(run, opts, progress=progress)
+    sampler.stop_flag.set()
+    steps = result.steps
+    loop_s = marks["last"] - marks["first"]
+    loop_steps = steps - marks["first_step"]
+    return {"preset": preset, "steps": steps, "wall_s": round(result.seconds, 2),
+            "steps_per_s": round(loop_steps / loop_s, 2) if loop_s > 0 else None,
+            "psnr": round(result.eval["psnr"], 3), "ssim": round(result.eval["ssim"], 4),
+            "lpips": result.eval["lpips"], "num_gaussians": result.num_gaussians,
+            "peak_mem_gb": round(result.peak_gpu_mem_gb, 2) if result.peak_gpu_mem_gb else None,
+            "gpu_busy_median": statistics.median(sampler.samples) if sampler.samples else None,
+            "gpu_samples": len(sampler.samples), "run": str(run)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", type=Path, help="run folder, transforms.json or COLMAP model folder")
+    ap.add_argument("--presets", default="fast,default")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--downscale", type=float, default=1)
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--gpu", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--scratch", type=Path, default=None, help="where the run folders go (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = ap.parse_args()
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="train_bench_"))
+    rows = [bench_one(args.source, scratch, p.strip(), args) for p in args.presets.split(",") if p.strip()]
+    cols = ["preset", "steps", "wall_s", "steps_per_s", "psnr", "ssim", "num_gaussians", "peak_mem_gb",
+            "gpu_busy_median"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
