@@ -373,3 +373,17 @@ def test_many_renders_stay_within_budget_and_show_the_weakest(tmp_path):
     build_report(run, ReportOptions(max_embedded_bytes=1))  # budget too small for even one render
     html = run.report_html.read_text()
     assert html.count('src="data:image/jpeg') == 0 and "10 more in" in html
+
+
+@pytest.mark.parametrize("garbage", ['[1, 2, 3]', '"text"', 'null',
+                                     '{"registered": "many", "total": "x", "eval": [], "score": "high", '
+                                     '"stages": {"train": "done"}, "images": [1, "a"], "steps": {}}'])
+def test_wrongly_shaped_files_never_crash(tmp_path, garbage):
+    run = make_run(tmp_path / "run")
+    for path in (run.manifest, run.quality_json, run.poses_json, run.train_json, run.transforms_json):
+        path.write_text(garbage)
+    run.metrics_jsonl.write_text(garbage + "\n" + '{"step": "x", "loss": "y"}\n')
+    run.ply.write_bytes(b"ply\nformat ascii 1.0\nelement vertex many\nend_header\n")
+    report = build_report(run)
+    assert run.report_html.exists() and json.loads(run.report_json.read_text())["run"] == str(run.root)
+    assert isinstance(summary_lines(report), list)

@@ -472,8 +472,12 @@ def collect(run: RunDir, opts: ReportOptions | None = None) -> tuple[dict[str, A
         "transforms": str(run.transforms_json) if run.transforms_json.exists() else None,
         "log": str(run.log) if run.log.exists() else None,
     }
-    report["headline"] = _headline(report, opts)
-    report["next_steps"] = _next_steps(report, opts)
+    report["headline"] = _safe("headline", lambda: _headline(report, opts),
+                               lambda s: {"verdict": "incomplete", "reason": s["note"], "held_out": True,
+                                          **dict.fromkeys(("capture_verdict", "capture_score", "registered",
+                                                           "total_images", "psnr", "ssim", "lpips",
+                                                           "num_gaussians", "total_seconds"))})
+    report["next_steps"] = _safe("next steps", lambda: _next_steps(report, opts), lambda s: [])
     return report, plots
 
 
