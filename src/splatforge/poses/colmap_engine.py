@@ -131,7 +131,7 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
                 scheme, reason = "retrieval", f"{n} unordered images: too many for exhaustive matching"
     else:
         reason = "chosen by the user"
-    if scheme == "exhaustive":
+    if scheme == "exhaustive" or sim is None:  # sim is None: 2 images or fewer, nothing to choose
         return pairing.PairPlan("exhaustive", reason, None)
     if scheme == "sequential":
         chosen = pairing.sequential_pairs(n, options.sequential_overlap, options.quadratic_overlap)
