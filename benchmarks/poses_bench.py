@@ -78,6 +78,23 @@ def bench_capture(name: str, mappers: list[str], options, work: Path) -> list[di
     return rows
 
 
+def end_to_end(name: str, options, work: Path) -> None:
+    """The stage as users run it: copy the images, estimate_poses with `options`, print its seconds."""
+    from splatforge.errors import SplatforgeError
+    from splatforge.poses import estimate_poses_for
+
+    src = work / f"{name}_copy"
+    shutil.copytree(data_dir() / name / "images", src / "images")
+    t = time.perf_counter()
+    try:
+        result = estimate_poses_for(src / "images", work / f"{name}_run", options)
+    except SplatforgeError as exc:
+        print(f"end-to-end {name}: failed as a user sees it: {exc.message}")
+        return
+    print(f"end-to-end {name}: {result.registered}/{result.total} {result.mapper} {result.matching}; "
+          f"seconds {result.seconds}; wall {time.perf_counter() - t:.1f}")
+
+
 def fmt(v, spec=".2f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -93,6 +110,8 @@ def main() -> None:
     ap.add_argument("--max-image-size", type=int, default=1600)
     ap.add_argument("--matching", default="auto")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--end-to-end", action="store_true",
+                    help="also run the whole stage (estimate_poses with defaults, undistortion included) per capture")
     args = ap.parse_args()
     options = PoseOptions(num_threads=args.threads, max_image_size=args.max_image_size, matching=args.matching)
     work = Path(tempfile.mkdtemp(prefix="poses_bench_"))
@@ -103,6 +122,8 @@ def main() -> None:
                 print(f"skip {name}: not in {data_dir()}")
                 continue
             rows += bench_capture(name, args.mappers, options, work)
+            if args.end_to_end:
+                end_to_end(name, options, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import pycolmap
