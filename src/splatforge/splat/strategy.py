@@ -1,10 +1,12 @@
 """Densification: gsplat's `DefaultStrategy` (3DGS clone/split/prune + opacity reset) or `MCMCStrategy`.
 
 gsplat's strategies are plain PyTorch with their state passed explicitly, so they run unchanged on
-both backends (the reference backend returns the same `info`). One piece needs CUDA: MCMC's
+both backends (the reference backend returns the same `info`). Two pieces of MCMC need CUDA:
 `compute_relocation` (new opacities and scales when a Gaussian is cloned n times, eq. 9 of the
-MCMC paper). `relocation_torch` is its PyTorch port; `install_cpu_relocation()` routes
-`gsplat.strategy.ops.compute_relocation` to it for non-CUDA tensors and to gsplat's kernel otherwise.
+MCMC paper) and `quat_scale_to_covar_preci` (the covariance that shapes the position noise).
+`relocation_torch` ports the first, gsplat's own `_torch_impl` provides the second, and
+`install_cpu_fallbacks()` routes both names in `gsplat.strategy.ops` to them for non-CUDA tensors
+(CUDA tensors still go to gsplat's kernels).
 """
 
 from __future__ import annotations
@@ -40,20 +42,27 @@ def relocation_torch(opacities: torch.Tensor, scales: torch.Tensor, ratios: torc
 _installed = False
 
 
-def install_cpu_relocation() -> None:
-    """Let MCMC relocation run on the CPU (the reference backend). Idempotent; CUDA tensors still use gsplat."""
+def install_cpu_fallbacks() -> None:
+    """Let MCMC run on the CPU (the reference backend). Idempotent; CUDA tensors still use gsplat's kernels."""
     global _installed
     if _installed:
         return
     import gsplat.strategy.ops as ops
+    from gsplat import quat_scale_to_covar_preci as cuda_covar
+    from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci as torch_covar
     from gsplat.relocation import compute_relocation as cuda_relocation
 
-    def dispatch(opacities, scales, ratios, binoms):
+    def relocation(opacities, scales, ratios, binoms):
         if opacities.is_cuda:
             return cuda_relocation(opacities, scales, ratios, binoms)
         return relocation_torch(opacities, scales, ratios.clone(), binoms)
 
-    ops.compute_relocation = dispatch
+    def covar(quats, scales, compute_covar=True, compute_preci=True, triu=False):
+        fn = cuda_covar if quats.is_cuda else torch_covar
+        return fn(quats, scales, compute_covar=compute_covar, compute_preci=compute_preci, triu=triu)
+
+    ops.compute_relocation = relocation
+    ops.quat_scale_to_covar_preci = covar
     _installed = True
 
 
@@ -87,7 +96,7 @@ def make_strategy(options: StrategyOptions, scene_scale: float) -> tuple[Any, di
         )
         return strategy, strategy.initialize_state(scene_scale=scene_scale)
     if options.kind == "mcmc":
-        install_cpu_relocation()
+        install_cpu_fallbacks()
         strategy = MCMCStrategy(
             cap_max=options.cap_max, noise_lr=options.noise_lr, refine_start_iter=options.refine_start,
             refine_stop_iter=options.refine_stop, refine_every=options.refine_every,

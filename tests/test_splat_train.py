@@ -1,0 +1,241 @@
+"""Training, resume, interruption, out-of-memory handling, export and the CLI on tiny synthetic captures (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from splatforge.rundir import RunDir
+from splatforge.splat.checkpoint import list_checkpoints, load_checkpoint
+from splatforge.splat.trainer import TrainingInterrupted, TrainOptions, train
+
+# A short schedule: densify at steps 100 and 150, SH degree +1 every 60 steps, no opacity reset.
+SHORT = {"refine_start": 50, "refine_stop": 200, "refine_every": 50, "reset_every": 0, "sh_interval": 60}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and much faster on a shared, loaded machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def make_capture(folder: Path, n_views: int, size: int, n_points: int, seed: int = 0) -> Path:
+    from splatforge.synthetic import SyntheticOptions, make_synthetic_capture
+
+    make_synthetic_capture(folder, SyntheticOptions(n_views=n_views, width=size, height=size, seed=seed,
+                                                    n_points=n_points))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def capture64(tmp_path_factory) -> Path:
+    return make_capture(tmp_path_factory.mktemp("cap64"), n_views=16, size=64, n_points=800)
+
+
+@pytest.fixture(scope="module")
+def capture32(tmp_path_factory) -> Path:
+    return make_capture(tmp_path_factory.mktemp("cap32"), n_views=8, size=32, n_points=300, seed=1)
+
+
+def fresh_run(capture: Path, tmp_path: Path, name: str = "run") -> RunDir:
+    dst = tmp_path / name
+    shutil.copytree(capture, dst)
+    return RunDir(dst)
+
+
+def test_training_raises_held_out_psnr(capture64, tmp_path):
+    run = fresh_run(capture64, tmp_path)
+    events = []
+    t0 = time.perf_counter()
+    result = train(run, TrainOptions(preset="default", steps=250, log_every=25, show_progress=False,
+                                     max_gaussians=4000, overrides=SHORT), progress=events.append)
+    seconds = time.perf_counter() - t0
+    assert result.backend == "reference" and result.device == "cpu"
+    gain = result.eval["psnr"] - result.initial_eval["psnr"]
+    print(f"held-out PSNR {result.initial_eval['psnr']:.2f} -> {result.eval['psnr']:.2f} dB, "
+          f"SSIM {result.initial_eval['ssim']:.3f} -> {result.eval['ssim']:.3f}, {result.num_gaussians} Gaussians, "
+          f"{seconds:.1f} s")
+    assert gain > 3.0, f"hold-out PSNR rose only {gain:.2f} dB"  # seen: 14.6 -> 18.3 dB
+    assert result.eval["ssim"] > result.initial_eval["ssim"] + 0.1
+    assert result.num_gaussians > 800  # densification grew the model
+    # progress events, metrics.jsonl, train.json, renders
+    assert [e["step"] for e in events] == list(range(25, 251, 25))
+    assert {"step", "total", "loss", "psnr", "num_gaussians", "eta_s"} <= set(events[0])
+    lines = [json.loads(x) for x in run.metrics_jsonl.read_text().splitlines()]
+    steps = [x for x in lines if "loss" in x]
+    assert len(steps) == 10 and {"step", "elapsed_s", "loss", "psnr", "num_gaussians", "gpu_mem_gb",
+                                 "steps_per_s"} <= set(steps[0])
+    assert lines[-1]["eval"]["psnr"] == pytest.approx(result.eval["psnr"])
+    info = json.loads(run.train_json.read_text())
+    assert {"steps", "seconds", "eval", "num_gaussians", "backend", "device", "preset", "steps_per_s",
+            "peak_gpu_mem_gb"} <= set(info)
+    assert info["eval"]["lpips"] is None and info["held_out"] == 2
+    renders = sorted(p.name for p in run.renders.glob("*.png"))
+    assert renders == ["0001.png", "0009.png"]  # every 8th image, from the first
+    import cv2
+
+    assert cv2.imread(str(run.renders / renders[0])).shape == (64, 128, 3)  # render | photograph
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["params"]
+
+
+@pytest.mark.parametrize("strategy", ["default", "mcmc"])
+def test_interrupt_and_resume_equals_straight_run(capture32, tmp_path, strategy):
+    """k steps, SIGTERM (checkpoint + clean stop), resume to n == n steps straight through, bit for bit."""
+    n, k = 60, 33
+    over = {"refine_start": 10, "refine_stop": 50, "refine_every": 10, "reset_every": 30, "sh_interval": 20}
+    if strategy == "mcmc":
+        over.update(cap_max=400, reset_every=0)
+    opts = TrainOptions(preset="default", strategy=strategy, steps=n, log_every=1, checkpoint_every=1000,
+                        show_progress=False, save_renders=False, overrides=over, seed=3)
+    straight = fresh_run(capture32, tmp_path, "straight")
+    res_straight = train(straight, opts)
+
+    resumed = fresh_run(capture32, tmp_path, "resumed")
+
+    def stop_at_k(event):
+        if event["step"] == k:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted) as exc:
+        train(resumed, opts, progress=stop_at_k)
+    assert exc.value.step == k and exc.value.exit_code == 130 and "again" in exc.value.advice
+    assert [s for s, _ in list_checkpoints(resumed.checkpoints)] == [k]
+    assert not resumed.train_json.exists()
+    res_resumed = train(resumed, opts)
+
+    a, b = _params(res_straight.checkpoint), _params(res_resumed.checkpoint)
+    assert a["means"].shape == b["means"].shape
+    if strategy == "default":
+        assert len(a["means"]) != 300  # densification really ran
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    steps = [json.loads(x)["step"] for x in resumed.metrics_jsonl.read_text().splitlines() if "loss" in x]
+    assert steps == list(range(1, n + 1))  # no duplicate or missing lines across the stop
+
+
+def test_checkpoints_rotate_and_no_resume_starts_over(capture32, tmp_path):
+    run = fresh_run(capture32, tmp_path)
+    opts = TrainOptions(steps=20, checkpoint_every=4, keep_checkpoints=2, log_every=10, show_progress=False,
+                        save_renders=False, overrides={"refine_start": 1000})
+    train(run, opts)
+    assert [s for s, _ in list_checkpoints(run.checkpoints)] == [16, 20]
+    assert not list(run.checkpoints.glob(".*"))  # no temporary files left behind
+    # resuming a finished run trains nothing more and gives the same result
+    again = train(run, opts)
+    assert again.steps == 20 and torch.equal(_params(again.checkpoint)["means"],
+                                             _params(run.checkpoints / "ckpt_0000020.pt")["means"])
+    train(run, TrainOptions(steps=8, checkpoint_every=4, log_every=4, show_progress=False, save_renders=False,
+                            resume=False, overrides={"refine_start": 1000}))
+    assert [s for s, _ in list_checkpoints(run.checkpoints)] == [4, 8]
+
+
+def test_out_of_memory_keeps_checkpoint_and_says_what_to_change(capture32, tmp_path, monkeypatch):
+    from splatforge.errors import TrainingError
+    from splatforge.splat import trainer
+
+    run = fresh_run(capture32, tmp_path)
+    real_render = trainer.render
+    calls = {"n": 0}
+
+    def flaky_render(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 13:  # 1 initial evaluation + 12 steps, then the GPU "runs out"
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "render", flaky_render)
+    with pytest.raises(TrainingError) as exc:
+        train(run, TrainOptions(steps=30, checkpoint_every=5, log_every=5, show_progress=False,
+                                overrides={"refine_start": 1000}))
+    message = str(exc.value)
+    assert "out of GPU memory at step 12" in message
+    assert "--downscale 2" in exc.value.advice and "--max-gaussians" in exc.value.advice
+    assert "--sh-degree 2" in exc.value.advice
+    assert [s for s, _ in list_checkpoints(run.checkpoints)] == [5, 10]
+
+
+def test_export_round_trip(capture32, tmp_path):
+    from plyfile import PlyData
+
+    from splatforge.splat.export import export_ply, read_ply
+
+    run = fresh_run(capture32, tmp_path)
+    result = train(run, TrainOptions(steps=10, log_every=5, show_progress=False, save_renders=False))
+    path = export_ply(run)
+    assert path == run.ply
+    ply = PlyData.read(str(path))
+    names = [p.name for p in ply["vertex"].properties]
+    expected = (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+                + [f"f_rest_{i}" for i in range(45)]
+                + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+    assert names == expected
+    data = ply["vertex"].data
+    assert all(data.dtype[name] == np.float32 for name in names) and len(data) == len(_params(result.checkpoint)["means"])
+    saved = _params(result.checkpoint)
+    back = read_ply(path)
+    for key in saved:
+        torch.testing.assert_close(back[key], saved[key].float(), rtol=0, atol=0)
+    # 3DGS's channel-major f_rest: f_rest_0..14 are red's 15 higher-order coefficients
+    v = ply["vertex"].data
+    np.testing.assert_array_equal(v["f_rest_1"], saved["shN"][:, 1, 0].numpy())
+    np.testing.assert_array_equal(v["f_rest_15"], saved["shN"][:, 0, 1].numpy())
+    np.testing.assert_array_equal(v["opacity"], saved["opacities"].numpy())  # a logit, as 3DGS writes it
+
+
+def test_cli_train_scene_into_run_then_export(capture32, tmp_path):
+    from typer.testing import CliRunner
+
+    from splatforge.cli import app
+
+    scene = fresh_run(capture32, tmp_path, "scene").root / "transforms.json"
+    run = tmp_path / "newrun"
+    cli = CliRunner()
+    res = cli.invoke(app, ["train", str(scene), "-o", str(run), "--steps", "6", "--json", "--preset", "fast",
+                           "--backend", "reference"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["ok"] and doc["steps"] == 6 and doc["backend"] == "reference" and doc["preset"] == "fast"
+    assert (run / "transforms.json").exists() and (run / "train.json").exists()
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["stages"]["train"]["status"] == "done"
+    out = tmp_path / "out.ply"
+    res = cli.invoke(app, ["export", str(run), "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["ply"] == str(out) and out.stat().st_size > 1000
+    # gsplat on a machine without CUDA: a clear error, not a crash
+    if not torch.cuda.is_available():
+        res = cli.invoke(app, ["train", str(run), "--steps", "2", "--backend", "gsplat", "--json"])
+        assert res.exit_code == 1 and "CUDA" in json.loads(res.stdout)["error"]
+
+
+def test_opencv_distortion_is_undistorted_at_load(capture32, tmp_path):
+    import cv2
+
+    from splatforge.scene import Camera
+    from splatforge.splat.data import prepare_image
+
+    src = next((capture32 / "images").glob("*.png"))
+    cam = Camera("OPENCV", 32, 32, 30.0, 30.0, 16.0, 16.0, (-0.2, 0.05, 0.001, -0.001))
+    img, out_cam = prepare_image(src, cam, 1)
+    assert out_cam.model == "PINHOLE" and not out_cam.has_distortion
+    assert img.shape == (32, 32, 3) and (out_cam.width, out_cam.height) == (32, 32)
+    # the new pinhole camera sees each undistorted pixel where the distorted camera saw it
+    pts = np.array([[[10.0, 12.0]], [[25.0, 7.0]]])
+    und = cv2.undistortPoints(pts, cam.K, np.array(cam.distortion), P=out_cam.K)
+    assert np.isfinite(und).all()
+    half, cam_half = prepare_image(src, cam, 2)
+    assert half.shape == (16, 16, 3) and cam_half.fx == pytest.approx(out_cam.fx / 2)
