@@ -14,6 +14,8 @@ image size. The pose stage's own `images_undistorted/` need none of this.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,12 +161,12 @@ def load_data(scene: Scene, options: DataOptions, device: torch.device) -> Train
     train_idx, test_idx = split_indices(len(frames), options.test_every)
     if not train_idx:
         raise InputError("no training images left after holding out test views", "use a larger --test-every")
-    images, cameras, undistorted = [], [], False
-    for frame in frames:
-        img, cam = prepare_image(frame.image, frame.camera, options.downscale)
-        undistorted |= frame.camera.has_distortion
-        images.append(img)
-        cameras.append(cam)
+    # Decoding, undistortion and resizing release the GIL in OpenCV: threads, not processes.
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        prepared = list(pool.map(lambda f: prepare_image(f.image, f.camera, options.downscale), frames))
+    images = [img for img, _cam in prepared]
+    cameras = [cam for _img, cam in prepared]
+    undistorted = any(f.camera.has_distortion for f in frames)
     pick = lambda idx: _views([images[i] for i in idx], [cameras[i] for i in idx],  # noqa: E731
                               [frames[i].w2c for i in idx], [frames[i].name for i in idx], device,
                               options.gpu_fraction)

@@ -56,6 +56,7 @@ def knn_mean_distance(points: torch.Tensor, k: int = 3, chunk: int = 4096) -> to
     if n <= 1:
         return torch.ones(n, device=points.device)
     k = min(k, n - 1)
+    chunk = max(1, min(chunk, (1 << 26) // n))  # at most 64M distances (256 MB) at a time
     out = torch.empty(n, device=points.device)
     for start in range(0, n, chunk):
         d = torch.cdist(points[start:start + chunk], points)  # [chunk, N]
@@ -92,7 +93,12 @@ def init_gaussians(
         pts = center + (torch.rand(n, 3, generator=generator) * 2 - 1) * half
         rgb = torch.rand(n, 3, generator=generator)
     n = len(pts)
-    dist = knn_mean_distance(pts.to(device)).cpu().clamp_min(1e-7)
+    if points is None or len(points) == 0:
+        # uniform random points: the expected mean distance to the 3 nearest (~0.73 side / n^(1/3)) instead of
+        # an O(n^2) search over 100k points, which the CPU cannot afford
+        dist = torch.full((n,), 0.73 * 2 * half / max(n, 1) ** (1 / 3))
+    else:
+        dist = knn_mean_distance(pts.to(device)).cpu().clamp_min(1e-7)
     scales = torch.log(dist * options.init_scale)[:, None].repeat(1, 3)
     quats = torch.rand(n, 4, generator=generator)
     opacities = torch.logit(torch.full((n,), options.init_opacity))

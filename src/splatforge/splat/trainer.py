@@ -348,7 +348,9 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
                     loss, last_images = _train_step(step, params, optimizers, strategy, sstate, sampler,
                                                          train_views, preset, backend, device, absgrad,
                                                          scene_scale, options.max_gaussians)
-                except torch.OutOfMemoryError:
+                except (torch.OutOfMemoryError, RuntimeError) as exc:
+                    if not isinstance(exc, torch.OutOfMemoryError) and "out of memory" not in str(exc):
+                        raise
                     n = len(params["means"])
                     del params, optimizers, sstate
                     torch.cuda.empty_cache()
@@ -454,8 +456,11 @@ def _prepare_metrics(path: Path, start_step: int) -> None:
     if start_step == 0 or not path.exists():
         atomic_write_text(path, "")
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= start_step]
+    def kept(rec: dict) -> bool:  # the final evaluation at start_step is written again at the end
+        step = rec.get("step", 0)
+        return step < start_step or (step == start_step and "eval" not in rec)
+
+    keep = [line for line in path.read_text().splitlines() if line.strip() and kept(json.loads(line))]
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
