@@ -71,7 +71,7 @@ def test_write_outputs_makes_self_contained_html(tmp_path):
 @pytest.mark.slow
 def test_tiny_bench_on_cpu_resumes_and_flags_regressions(tmp_path):
     out = tmp_path / "bench"
-    cmd = [sys.executable, "-m", "splatforge", "bench", "synthetic:12", "--presets", "demo", "--repeat", "2",
+    cmd = [sys.executable, "-m", "splatforge", "bench", "synthetic:24", "--presets", "demo", "--repeat", "2",
            "--steps", "60", "-o", str(out), "--backend", "reference"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]

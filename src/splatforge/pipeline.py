@@ -205,7 +205,7 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
         from splatforge.splat import TrainOptions, train
 
         train_options = TrainOptions(preset=options.preset, steps=options.steps, backend=options.backend,
-                                     device=device, resume=True)
+                                     device=device, resume=True, show_progress=False)
         if options.downscale:
             train_options.downscale = options.downscale
 

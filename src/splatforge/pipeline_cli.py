@@ -11,12 +11,12 @@ DEFAULT_RUNS = Path("runs")
 
 def _progress_printer():
     """A rich progress display: one bar per stage, updated from pipeline events."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from splatforge.console import console
 
     progress = Progress(TextColumn("{task.fields[stage]:>7}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False)
+                        TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
     tasks: dict[str, int] = {}
 
     def on_event(event: dict) -> None:
@@ -56,7 +56,7 @@ def _run(source: Path | None, run_dir: Path, options, as_json: bool) -> None:
     if as_json:
         emit_json({"ok": True, **result.to_dict()})
     for line in result.summary:
-        console.print(line)
+        console.print(line, markup=False, highlight=False)
     if not result.summary:
         console.print(f"done: {run.root}")
 

@@ -80,7 +80,8 @@ def resolve_capture(spec: str, bench_dir: Path) -> tuple[str, Path]:
         name = f"synthetic_{n}"
         folder = bench_dir / "_captures" / name
         if not (folder / "transforms.json").exists():
-            make_synthetic_capture(folder, SyntheticOptions(n_views=n, width=96, height=72, seed=n))
+            # 160x120 and >= ~20 views is the least SfM poses reliably (smaller registers almost nothing).
+            make_synthetic_capture(folder, SyntheticOptions(n_views=n, width=160, height=120, seed=n))
         return name, folder / "images"
     path = Path(spec).expanduser().resolve()
     if not path.exists():
