@@ -54,7 +54,11 @@ def train_command(
     checkpoint_every: int = typer.Option(2000, "--checkpoint-every"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
-    """Train a Gaussian splat on a run folder (or on a scene, into -o RUN)."""
+    """Train a Gaussian splat on a run folder (or on a scene, into -o RUN).
+
+    Cameras with OPENCV distortion are undistorted to PINHOLE when the images are loaded (OpenCV).
+    Ctrl-C or SIGTERM writes a checkpoint and stops; running the command again resumes from it.
+    """
     from splatforge.cli import fail
     from splatforge.console import console, emit_json
     from splatforge.errors import SplatforgeError
