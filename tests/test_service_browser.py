@@ -66,7 +66,7 @@ def drop_files(page, selector: str, files: list[Path]) -> None:
 
 
 def run_ui_flow(server_url: str, capture: list[Path], shots: Path, steps: int, timeout_s: float,
-                force: bool = False) -> dict:
+                force: bool = False, preset: str = "demo") -> dict:
     """Drive the UI from token to rendered splat; returns what the embedded viewer reported."""
     from playwright.sync_api import sync_playwright
 
@@ -83,7 +83,7 @@ def run_ui_flow(server_url: str, capture: list[Path], shots: Path, steps: int, t
 
         drop_files(page, "#drop", capture)
         assert page.text_content("#picked").startswith(f"{len(capture)} file(s)")
-        page.select_option("#preset", "demo")
+        page.select_option("#preset", preset)
         page.fill("#steps", str(steps))
         if force:
             page.check("#force")
