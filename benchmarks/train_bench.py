@@ -79,9 +79,13 @@ def bench_one(source: Path, scratch: Path, preset: str, args) -> dict:
         else:
             sampler.active.set()
 
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = json.loads(value) if value not in ("default", "mcmc", "classic", "antialiased") else value
     opts = TrainOptions(preset=preset, steps=args.steps, resume=False, downscale=args.downscale,
                         backend=args.backend, log_every=args.log_every, show_progress=False,
-                        save_renders=True, checkpoint_every=10**9)
+                        save_renders=True, checkpoint_every=10**9, overrides=overrides)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     result = train(run, opts, progress=progress)
@@ -109,6 +113,8 @@ def main() -> None:
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--scratch", type=Path, default=None, help="where the run folders go (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a Preset field for every preset, e.g. --set reset_every=0 --set batch_size=2")
     args = ap.parse_args()
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="train_bench_"))

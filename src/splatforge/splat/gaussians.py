@@ -42,7 +42,7 @@ class InitOptions:
     init_opacity: float = 0.1
     init_scale: float = 1.0  # multiplies the mean distance to the 3 nearest neighbours
     random_points: int = 100_000  # used when the scene has no SfM points
-    random_extent: float = 1.5  # random points fill a cube of this many scene radii around the cameras
+    random_extent: float = 3.3  # random points fill a cube of half-size this many camera radii (gsplat: 3 x 1.1)
     max_points: int | None = None  # subsample the SfM points to at most this many
 
 
