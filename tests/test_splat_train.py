@@ -121,10 +121,23 @@ def test_interrupt_and_resume_equals_straight_run(capture32, tmp_path, strategy)
     assert a["means"].shape == b["means"].shape
     if strategy == "default":
         assert len(a["means"]) != 300  # densification really ran
+    else:
+        assert 300 < len(a["means"]) <= 400  # MCMC added Gaussians, up to its cap
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after resume"
     steps = [json.loads(x)["step"] for x in resumed.metrics_jsonl.read_text().splitlines() if "loss" in x]
     assert steps == list(range(1, n + 1))  # no duplicate or missing lines across the stop
+
+
+def test_presets_stretch_their_schedule():
+    from splatforge.splat.presets import PRESETS
+
+    fast = PRESETS["fast"]
+    short = fast.scaled_to(fast.steps // 3)
+    assert short.steps == 1000 and short.refine_start == 100 and short.refine_stop == 833
+    assert short.sh_interval == 167 and short.reset_every == 500 and short.refine_every == 33
+    assert fast.scaled_to(20).refine_every == 10  # never refines on a handful of steps' gradients
+    assert PRESETS["mcmc"].strategy == "mcmc" and PRESETS["default"].steps == 7000
 
 
 def test_checkpoints_rotate_and_no_resume_starts_over(capture32, tmp_path):

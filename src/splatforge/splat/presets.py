@@ -58,7 +58,8 @@ class Preset:
         s = lambda v: max(1, round(v * f))  # noqa: E731
         return replace(self, steps=steps, sh_interval=s(self.sh_interval), refine_start=s(self.refine_start),
                        refine_stop=s(self.refine_stop), reset_every=s(self.reset_every) if self.reset_every else 0,
-                       refine_every=max(1, min(self.refine_every, s(self.refine_every))))
+                       # at least 10 steps of gradient statistics between refinements, however short the run
+                       refine_every=max(min(10, self.refine_every), min(self.refine_every, s(self.refine_every))))
 
     def with_overrides(self, overrides: dict[str, Any]) -> Preset:
         known = {f.name for f in fields(self)}
