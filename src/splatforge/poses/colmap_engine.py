@@ -103,7 +103,7 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
     n = len(names)
     scheme = options.matching
     ordered = options.ordered if options.ordered is not None else ordered_hint
-    needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > 2
+    needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > 2 * options.sequential_overlap + 1
     sim = None
     if needs_similarity:
         db = pycolmap.Database.open(database)
@@ -116,23 +116,24 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
         sim = pairing.similarity_matrix(vectors)
     reason = ""
     if scheme == "auto":
+        numbered = pairing.numbered_names(names)
+        is_seq, score = pairing.looks_ordered(sim) if (sim is not None and numbered) else (False, 0.0)
         if ordered:
             scheme, reason = "sequential", "frames come from a video"
-        elif n <= options.exhaustive_max_images and (sim is None or not pairing.numbered_names(names)):
+        elif n <= 2 * options.sequential_overlap + 1:
+            scheme, reason = "exhaustive", f"only {n} images"
+        elif is_seq:
+            scheme = "sequential"
+            reason = f"numbered images whose neighbours look alike (order score {score:.2f})"
+        elif n <= options.exhaustive_max_images:
             scheme, reason = "exhaustive", f"unordered set of {n} images (<= {options.exhaustive_max_images})"
         else:
-            is_seq, score = pairing.looks_ordered(sim) if pairing.numbered_names(names) else (False, 0.0)
-            if is_seq:
-                scheme = "sequential"
-                reason = f"numbered images whose neighbours look alike (order score {score:.2f})"
-            elif n <= options.exhaustive_max_images:
-                scheme, reason = "exhaustive", f"unordered set of {n} images (order score {score:.2f})"
-            else:
-                scheme, reason = "retrieval", f"{n} unordered images: too many for exhaustive matching"
+            scheme, reason = "retrieval", f"{n} unordered images: too many for exhaustive matching"
     else:
         reason = "chosen by the user"
-    if scheme == "exhaustive" or sim is None:  # sim is None: 2 images or fewer, nothing to choose
-        return pairing.PairPlan("exhaustive", reason, None)
+    if scheme == "exhaustive" or sim is None:  # sim is None: so few images that all pairs are cheap
+        return pairing.PairPlan("exhaustive", reason if scheme == "exhaustive" else f"{reason}; {n} images: all pairs",
+                                None)
     if scheme == "sequential":
         chosen = pairing.sequential_pairs(n, options.sequential_overlap, options.quadratic_overlap)
         if options.loop_closure_neighbors > 0 and sim is not None:
