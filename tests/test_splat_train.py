@@ -289,3 +289,22 @@ def test_gpu_fox_fast_preset(copy_capture, tmp_path):
     assert result.eval["psnr"] > 22.0
     back = read_ply(export_ply(run))
     assert len(back["means"]) == result.num_gaussians and torch.isfinite(back["means"]).all()
+
+
+def test_cameras_of_different_sizes_train_one_image_per_step(capture32, tmp_path):
+    """Internet photos have several cameras and sizes: those images are kept as a list, one per batch."""
+    import cv2
+
+    from splatforge.scene import read_scene, write_transforms
+
+    run = fresh_run(capture32, tmp_path)
+    scene = read_scene(run.transforms_json)
+    for frame in scene.frames[::2]:  # every other photo at 2x size, its camera scaled to match
+        img = cv2.imread(str(frame.image))
+        cv2.imwrite(str(frame.image), cv2.resize(img, (64, 64), interpolation=cv2.INTER_CUBIC))
+        frame.camera = frame.camera.scaled(2.0)
+    write_transforms(scene, run.transforms_json, ply_file="points.ply")
+    result = train(run, TrainOptions(steps=12, batch_size=2, log_every=4, show_progress=False))
+    assert result.steps == 12 and np.isfinite(result.eval["psnr"])
+    sizes = {cv2.imread(str(p)).shape for p in run.renders.glob("*.png")}
+    assert sizes == {(64, 128, 3)}  # held-out 0001 (index 0) is one of the enlarged ones

@@ -36,13 +36,14 @@ class DataOptions:
 
 @dataclass
 class Views:
-    """A set of posed images of one size.
+    """A set of posed images.
 
-    images [V, H, W, 3] uint8 (on the device, or pinned CPU), viewmats [V, 4, 4] float32 world-to-camera
+    images: [V, H, W, 3] uint8 when all have one size (on the device, or pinned CPU), else a list of V
+    [H_i, W_i, 3] uint8 tensors (then a batch holds one image); viewmats [V, 4, 4] float32 world-to-camera
     (OpenCV axes) and Ks [V, 3, 3] float32 on the device; names [V].
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | list[torch.Tensor]
     viewmats: torch.Tensor
     Ks: torch.Tensor  # noqa: N815
     names: list[str]
@@ -51,19 +52,28 @@ class Views:
         return len(self.names)
 
     @property
-    def width(self) -> int:
-        return int(self.images.shape[2])
+    def same_size(self) -> bool:
+        return torch.is_tensor(self.images)
 
     @property
-    def height(self) -> int:
-        return int(self.images.shape[1])
+    def index_device(self) -> torch.device:
+        """Where batch indices should live: with the stacked images (nothing waits), else on the CPU."""
+        return self.images.device if self.same_size else torch.device("cpu")
+
+    def size(self, i: int = 0) -> tuple[int, int]:
+        """(width, height) of image i."""
+        h, w = (self.images.shape[1:3] if self.same_size else self.images[i].shape[:2])
+        return int(w), int(h)
 
     def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images [B, H, W, 3] float in [0, 1], viewmats [B, 4, 4], Ks [B, 3, 3] for indices idx [B].
 
-        idx should live where the images do (then nothing waits); other placements are moved.
+        idx should live on `index_device` (then nothing waits); other placements are moved.
         """
-        images = self.images[idx.to(self.images.device)]
+        if self.same_size:
+            images = self.images[idx.to(self.images.device)]
+        else:
+            images = torch.stack([self.images[int(i)] for i in idx.cpu()])
         if images.device != device:
             images = images.to(device, non_blocking=True)  # pinned -> device, asynchronous
         idx_d = idx.to(self.viewmats.device)
@@ -138,16 +148,15 @@ def _fits_on_gpu(nbytes: int, device: torch.device, fraction: float) -> bool:
 
 def _views(images: list[np.ndarray], cameras: list[Camera], w2cs: list[np.ndarray], names: list[str],
            device: torch.device, fraction: float) -> Views:
-    sizes = {im.shape for im in images}
-    if len(sizes) > 1:
-        raise InputError(f"training images differ in size after loading: {sorted(sizes)}",
-                         "give images of one size (or one camera), or resize them first")
-    stack = torch.from_numpy(np.stack(images))  # [V, H, W, 3] uint8
-    if _fits_on_gpu(stack.numel(), device, fraction):
-        stack = stack.to(device)
-    else:
-        log.info("training images (%.1f GB) stay in pinned CPU memory", stack.numel() / 1e9)
-        stack = stack.pin_memory()
+    nbytes = sum(im.size for im in images)
+    on_device = _fits_on_gpu(nbytes, device, fraction)
+    if not on_device:
+        log.info("training images (%.1f GB) stay in pinned CPU memory", nbytes / 1e9)
+    place = lambda t: t.to(device) if on_device else t.pin_memory()  # noqa: E731
+    if len({im.shape for im in images}) == 1:
+        stack: torch.Tensor | list[torch.Tensor] = place(torch.from_numpy(np.stack(images)))  # [V, H, W, 3]
+    else:  # several cameras of different sizes: one image per batch
+        stack = [place(torch.from_numpy(im)) for im in images]
     viewmats = torch.as_tensor(np.stack(w2cs), dtype=torch.float32, device=device)
     ks = torch.as_tensor(np.stack([c.K for c in cameras]), dtype=torch.float32, device=device)
     return Views(images=stack, viewmats=viewmats, Ks=ks, names=names)

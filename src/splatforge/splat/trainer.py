@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,7 @@ def evaluate(params, views: Views, sh_degree: int, backend: str, device: torch.d
     for i in range(len(views)):
         idx = torch.tensor([i])
         gt, vm, k = views.batch(idx, device)
-        out = render(params, vm, k, views.width, views.height, sh_degree, backend=backend,
+        out = render(params, vm, k, gt.shape[2], gt.shape[1], sh_degree, backend=backend,
                      rasterize_mode=preset.rasterize_mode)
         img = out.image.clamp(0, 1)
         psnrs.append(float(psnr(img, gt)))
@@ -232,7 +232,7 @@ class _StopFlag:
 
 
 def oom_error(step: int, n_gaussians: int, data: TrainData, preset: Preset, have_ckpt: bool) -> TrainingError:
-    h, w = data.train.height, data.train.width
+    w, h = data.train.size(0)
     advice = [f"train at lower resolution (--downscale 2 gives {w // 2}x{h // 2})",
               f"cap the Gaussians (--max-gaussians {max(10_000, int(n_gaussians * 0.6))})"]
     if preset.sh_degree > 1:
@@ -279,6 +279,9 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
     scene_scale = 1.1 * data.scene_radius
     train_views = data.train
     eval_views = data.test
+    if not train_views.same_size and preset.batch_size > 1:
+        log.info("images differ in size: one camera per step")
+        preset = replace(preset, batch_size=1)
 
     # --- state: fresh or from the newest checkpoint ---------------------------------------------------
     newest = ckpt.newest_checkpoint(run.checkpoints) if options.resume else None
@@ -307,7 +310,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
     strategy, sstate = make_strategy(strategy_opts, scene_scale)
     strategy.check_sanity(params, optimizers)
     sampler = BatchSampler(len(train_views), preset.batch_size, preset.steps, options.seed,
-                           train_views.images.device)
+                           train_views.index_device)
     start_step, elapsed_before, initial_eval = 0, 0.0, None
     if saved is not None:
         for k, opt in optimizers.items():
@@ -408,7 +411,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
     train_json = {k: v for k, v in result.to_dict().items() if k != "checkpoint"}
     train_json.update(eval_on="held-out" if eval_views is not None else "training views (no hold-out)",
                       held_out=len(eval_views) if eval_views is not None else 0, train_views=len(train_views),
-                      resolution=[train_views.width, train_views.height], undistorted=data.undistorted,
+                      resolution=list(train_views.size(0)), undistorted=data.undistorted,
                       checkpoint=last_ckpt.name if last_ckpt else None)
     atomic_write_json(run.train_json, train_json)
     return result
@@ -422,7 +425,7 @@ def _train_step(step, params, optimizers, strategy, sstate, sampler, views: View
     bg = None
     if preset.random_background:
         bg = torch.rand(len(idx), 3, device=device)
-    out = render(params, vm, k, views.width, views.height, sh, backend=backend, backgrounds=bg,
+    out = render(params, vm, k, gt.shape[2], gt.shape[1], sh, backend=backend, backgrounds=bg,
                  rasterize_mode=preset.rasterize_mode, absgrad=absgrad)
     if preset.strategy == "default":
         strategy.step_pre_backward(params, optimizers, sstate, step, out.info)
