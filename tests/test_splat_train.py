@@ -129,6 +129,15 @@ def test_interrupt_and_resume_equals_straight_run(capture32, tmp_path, strategy)
     assert steps == list(range(1, n + 1))  # no duplicate or missing lines across the stop
 
 
+def test_progress_callback_can_request_a_clean_stop(capture32, tmp_path):
+    run = fresh_run(capture32, tmp_path)
+    opts = TrainOptions(steps=20, log_every=5, show_progress=False, save_renders=False)
+    with pytest.raises(TrainingInterrupted) as exc:
+        train(run, opts, progress=lambda e: "stop" if e["step"] == 10 else None)
+    assert exc.value.step == 10 and [s for s, _ in list_checkpoints(run.checkpoints)] == [10]
+    assert train(run, opts).steps == 20
+
+
 def test_presets_stretch_their_schedule():
     from splatforge.splat.presets import PRESETS
 

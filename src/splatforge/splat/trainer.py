@@ -45,7 +45,8 @@ class TrainingInterrupted(TrainingError):
     """SIGINT/SIGTERM: a checkpoint was written; running again (with resume) continues from it."""
 
     def __init__(self, step: int, signame: str):
-        super().__init__(f"training stopped by {signame} at step {step}; a checkpoint was written",
+        by = "request" if signame == "request" else signame
+        super().__init__(f"training stopped by {by} at step {step}; a checkpoint was written",
                          "run the same command again to continue from it (--resume is the default)",
                          exit_code=130)
         self.step = step
@@ -251,7 +252,8 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None,
     """Train on `run.transforms_json`; write checkpoints/, metrics.jsonl, train.json and renders/.
 
     `progress` receives one dict per logging step: step, total, loss, psnr, num_gaussians, eta_s,
-    elapsed_s, steps_per_s, gpu_mem_gb.
+    elapsed_s, steps_per_s, gpu_mem_gb. If it returns "stop", training stops as on SIGTERM: a checkpoint
+    is written and `TrainingInterrupted` raised (for callers in a thread, where signals do not reach).
     """
     options = options or TrainOptions()
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
@@ -375,7 +377,9 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
                     bar.update(task, completed=done, loss=rec["loss"], psnr=rec["psnr"],
                                ng=rec["num_gaussians"], mem=mem)
                     if progress is not None:
-                        progress({**rec, "total": total, "eta_s": (total - done) / max(sps, 1e-9)})
+                        answer = progress({**rec, "total": total, "eta_s": (total - done) / max(sps, 1e-9)})
+                        if answer == "stop" and not stop.signame:  # a caller without signals (job service)
+                            stop.signame = "request"
                 if options.eval_every and done % options.eval_every == 0 and done != total and eval_views:
                     ev = evaluate(params, eval_views, sh_degree_at(step, preset.sh_degree, preset.sh_interval),
                                   backend, device, preset, lpips_fn)
