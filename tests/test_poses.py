@@ -189,3 +189,16 @@ def test_cli_json_and_a_readable_failure(tmp_path):
     err = json.loads(out.stdout)
     assert err["ok"] is False and "photo" in err["error"] and err["advice"]
     assert "Traceback" not in out.output
+
+
+def test_failure_names_separate_groups():
+    names = [f"{i}.jpg" for i in range(8)]
+    keypoints = dict.fromkeys(names, 900)
+    links = [("0.jpg", "1.jpg"), ("1.jpg", "2.jpg"), ("3.jpg", "4.jpg"), ("5.jpg", "6.jpg"), ("6.jpg", "7.jpg")]
+    neighbours: dict[str, set[str]] = {}
+    for a, b in links:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    assert [len(g) for g in explain.groups(names, neighbours)] == [3, 3, 2]
+    err = explain.failure(8, 0, keypoints, neighbours, [])
+    assert "3 groups" in err.message and "(3, 3, 2 photos)" in err.message

@@ -61,6 +61,25 @@ def unregistered_reasons(names: list[str], registered: set[str], keypoints: dict
     return reasons
 
 
+def groups(names: list[str], neighbours: dict[str, set[str]]) -> list[list[str]]:
+    """Connected groups of the verified-match graph, largest first."""
+    seen, out = set(), []
+    for name in names:
+        if name in seen:
+            continue
+        stack, group = [name], []
+        seen.add(name)
+        while stack:
+            cur = stack.pop()
+            group.append(cur)
+            for nxt in neighbours.get(cur, ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        out.append(sorted(group))
+    return sorted(out, key=len, reverse=True)
+
+
 def failure(total: int, registered: int, keypoints: dict[str, int], neighbours: dict[str, set[str]],
             other_models: list[dict]) -> PoseError:
     """The error to raise when no usable model came out."""
@@ -73,6 +92,10 @@ def failure(total: int, registered: int, keypoints: dict[str, int], neighbours: 
         what = "most photos show almost no detail (blurry, dark, over-exposed or a plain surface)"
     elif len(lonely) > total / 2:
         what = "most photos share no recognisable detail with any other photo: they barely overlap"
+    elif len(parts := groups(sorted(keypoints), neighbours)) > 1 and len(parts[0]) < total * 0.8:
+        sizes = ", ".join(str(len(g)) for g in parts[:6])
+        what = (f"the photos fall into {len(parts)} groups that share no detail with each other ({sizes} photos), "
+                "and even within a group they overlap too little")
     elif other_models:
         sizes = ", ".join(str(m["images"]) for m in other_models[:4])
         what = (f"the photos fall into separate groups that do not connect (largest group {registered}, "
