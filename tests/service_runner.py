@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splatforge.errors import InputError
+from splatforge.errors import InputError, TrainingError
 from splatforge.ingest import sniff_kind
 from splatforge.rundir import STAGES, atomic_write_json, atomic_write_text
 
@@ -94,7 +94,11 @@ def fake_pipeline(source, run, options=None, progress=None):
                         f.write(json.dumps(line) + "\n")
                     if step % CHECKPOINT_EVERY == 0 or step == total:
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
-                    emit({"stage": "train", "fraction": step / total, "total": total, **line})
+                    answer = emit({"stage": "train", "fraction": step / total, "total": total, **line})
+                    if answer == "stop" and options.extra.get("honour_stop"):  # like the trainer: checkpoint, raise
+                        atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
+                        raise TrainingError(f"training stopped by request at step {step}; a checkpoint was written",
+                                            "run again to continue from it")
                 atomic_write_json(run.train_json, {"steps": total, "seconds": time.perf_counter() - t0,
                                                    "eval": {"psnr": 25.0, "ssim": 0.9, "lpips": None},
                                                    "num_gaussians": 400, "device": "cpu", "preset": options.preset,

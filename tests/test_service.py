@@ -404,3 +404,37 @@ def test_store_fences_out_an_older_attempt(tmp_path):
     assert store.with_states(("queued",), owner="b") == []
     assert store.delete(job.id) and store.get(job.id) is None
     store.close()
+
+
+@pytest.mark.parametrize("honour_stop", [True, False], ids=["trainer-honours-stop", "answer-ignored"])
+def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path, honour_stop):
+    """Without Ray's kill (a server that cannot reach the task): the worker sees the cancel in the store."""
+    import threading
+
+    from service_runner import fake_pipeline
+    from splatforge.service.executor import TaskSpec, run_job
+
+    db_url = fresh_db_url(tmp_path)
+    store = Store(db_url)
+    job_dir = tmp_path / "jobs" / ("k" * 22)
+    (job_dir / "upload").mkdir(parents=True)
+    for _, (name, data, _) in image_files(3):
+        (job_dir / "upload" / name).write_bytes(data)
+    job = store.create("k" * 22, {"steps": 400, "extra": {"honour_stop": honour_stop}},
+                       {"kind": "images", "source": "upload"}, owner="t")
+    result = {}
+    spec = TaskSpec(job.id, 0, db_url, str(job_dir), fake_pipeline, progress_interval_s=0.05)
+    worker = threading.Thread(target=lambda: result.setdefault("state", run_job(spec)))
+    worker.start()
+    wait_for(lambda: (store.get(job.id).metrics or {}).get("step", 0) >= 8, 60, what="training")
+    assert store.update_where(job.id, states=("running",), state="cancelled")
+    worker.join(timeout=30)
+    assert not worker.is_alive() and result["state"] == "stopped"
+    final = store.get(job.id)
+    assert final.state == "cancelled" and final.error is None
+    steps = [json.loads(line)["step"] for line in (job_dir / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] < 400
+    if honour_stop:  # the clean stop wrote a checkpoint at the step it stopped
+        assert (job_dir / "run" / "checkpoints" / f"ckpt_{steps[-1]:07d}.pt").is_file()
+    assert "stopped" in (job_dir / "job.log").read_text()
+    store.close()

@@ -89,8 +89,9 @@ class _Reporter:
         self.stage: str | None = None
         self.last_write = 0.0
         self.last_log = 0.0
+        self.asked_stop = False
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: dict[str, Any]) -> str | None:
         stage = str(event.get("stage") or self.stage or "")
         fraction = float(event.get("fraction") or 0.0)
         for key in METRIC_KEYS:
@@ -109,14 +110,20 @@ class _Reporter:
             self.log_file.flush()
             self.last_log = now
         if not changed and now - self.last_write < self.spec.progress_interval_s:
-            return
+            return None
         self.stage, self.last_write = stage, now
         ok = self.store.update_where(
             self.spec.job_id, states=("running",), attempt=self.spec.attempt, stage=stage,
             stage_fraction=fraction, progress=overall_progress(stage, fraction), message=message[:500],
             metrics=dict(self.metrics))
         if not ok:
+            if stage == "train" and not self.asked_stop:
+                # The trainer stops cleanly on "stop" (a checkpoint at this step); if the answer does not
+                # reach it, the next report raises.
+                self.asked_stop = True
+                return "stop"
             raise JobStopped(f"job {self.spec.job_id} attempt {self.spec.attempt} no longer owns the job")
+        return None
 
 
 def run_job(spec: TaskSpec) -> str:
@@ -155,6 +162,9 @@ def run_job(spec: TaskSpec) -> str:
                 log_file.write(f"{utcnow().isoformat(timespec='seconds')} stopped (cancelled or superseded)\n")
                 return "stopped"
             except SplatforgeError as exc:
+                if reporter.asked_stop:  # the trainer's clean stop after we asked for it
+                    log_file.write(f"{utcnow().isoformat(timespec='seconds')} stopped: {exc.message}\n")
+                    return "stopped"
                 log_file.write(f"{utcnow().isoformat(timespec='seconds')} failed: {exc.message}\n  -> {exc.advice}\n")
                 store.update_where(spec.job_id, states=("running",), attempt=spec.attempt, state="failed",
                                    error=exc.message, advice=exc.advice, finished_at=utcnow(),
