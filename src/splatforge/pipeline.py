@@ -40,7 +40,8 @@ class PipelineOptions:
     cameras: Path | None = None  # known cameras (transforms.json, COLMAP folder, rig file)
     frame_count: int | None = None  # frames to keep from a video (None: chosen from the video)
     frame_fps: float | None = None
-    downscale: float | None = None  # training image downscale (None: preset's)
+    downscale: float | None = None  # training image downscale (None: 1)
+    max_gaussians: int | None = None  # cap on the number of Gaussians (None: the preset's own)
     max_image_size: int | None = None  # SfM feature image size (None: the pose engine's default)
     check_fast: bool = False  # a cheaper capture check (fewer pairs); used by the demo
     extra: dict[str, Any] = field(default_factory=dict)
@@ -208,6 +209,8 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
                                      device=device, resume=True, show_progress=False)
         if options.downscale:
             train_options.downscale = options.downscale
+        if options.max_gaussians:
+            train_options.max_gaussians = options.max_gaussians
 
         def on_step(event: dict[str, Any]) -> None:
             total = max(1, int(event.get("total") or 1))

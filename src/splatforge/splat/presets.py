@@ -78,6 +78,10 @@ PRESETS: dict[str, Preset] = {
     "default": Preset(name="default", steps=7000),
     # 3DGS's full 30k schedule.
     "quality": Preset(name="quality", steps=30_000),
+    # A CPU-sized run for `splatforge demo` and tests: small images (the pipeline downscales), degree-1 SH,
+    # a short densification window. Pair it with a Gaussian cap (--max-gaussians) on the reference backend.
+    "demo": Preset(name="demo", steps=400, sh_degree=1, sh_interval=150, refine_start=100, refine_stop=300,
+                   refine_every=50, reset_every=0, random_points=5000),
     # 3DGS as MCMC (gsplat's mcmc config): no clone/split heuristics, a hard cap on the count.
     "mcmc": Preset(name="mcmc", steps=30_000, strategy="mcmc", refine_start=500, refine_stop=25_000,
                    refine_every=100, reset_every=0, init_opacity=0.5, init_scale=0.1, opacity_reg=0.01,
