@@ -202,3 +202,39 @@ def test_failure_names_separate_groups():
     assert [len(g) for g in explain.groups(names, neighbours)] == [3, 3, 2]
     err = explain.failure(8, 0, keypoints, neighbours, [])
     assert "3 groups" in err.message and "(3, 3, 2 photos)" in err.message
+
+
+class _FakeModel:
+    def __init__(self, registered: int):
+        self.registered = registered
+
+    def num_reg_images(self) -> int:
+        return self.registered
+
+
+@pytest.mark.parametrize("incremental,global_,expect_kind,expect_runs", [
+    (10, 9, "incremental", ["incremental"]),  # enough: no fallback
+    (3, 10, "global", ["incremental", "global"]),  # too few: global runs and wins
+    (6, 4, "incremental", ["incremental", "global"]),  # fallback tried, but incremental kept (larger)
+    (None, 9, "global", ["incremental", "global"]),  # incremental crashed
+])
+def test_mapper_fallback_keeps_the_largest_model(monkeypatch, tmp_path, incremental, global_, expect_kind,
+                                                 expect_runs):
+    from splatforge.poses import colmap_engine
+
+    runs = []
+
+    def fake_map(kind, *args):
+        runs.append(kind)
+        n = incremental if kind == "incremental" else global_
+        if n is None:
+            raise RuntimeError("Ceres: LinAlgError")
+        return {0: _FakeModel(n), 1: _FakeModel(2)}
+
+    monkeypatch.setattr(colmap_engine, "_map", fake_map)
+    names = [f"{i}.jpg" for i in range(10)]
+    best, kind, models, attempts = colmap_engine.map_with_fallback(tmp_path / "db", tmp_path, names, PoseOptions(),
+                                                                   tmp_path, False)
+    assert kind == expect_kind and runs == expect_runs and [a["mapper"] for a in attempts] == expect_runs
+    assert best.num_reg_images() == {"incremental": incremental, "global": global_}[expect_kind]
+    assert best is models[0]

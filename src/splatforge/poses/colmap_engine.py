@@ -207,6 +207,33 @@ def order_of_mappers(options: PoseOptions) -> list[str]:
     return ["incremental", "global"]  # auto: see docs/benchmarks-poses.md for why incremental leads
 
 
+def map_with_fallback(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
+                      refine_pp: bool) -> tuple[object | None, str | None, dict, list[dict]]:
+    """Run the mappers in order until one registers enough images; keep the largest model seen.
+
+    Returns (largest model, its mapper, all models of that mapper, one attempt record per mapper run).
+    """
+    best, best_kind, best_models, attempts = None, None, {}, []
+    need = options.fallback_min_registered * len(names)
+    for kind in order_of_mappers(options):
+        t_map = time.perf_counter()
+        try:
+            models = _map(kind, database, image_dir, work / f"sparse_{kind}", names, options, refine_pp)
+        except Exception as exc:  # a mapper crash is a failed attempt, not the end of the stage
+            log.warning("%s mapping failed: %s", kind, exc)
+            models = {}
+        largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+        got = largest.num_reg_images() if largest is not None else 0
+        attempts.append({"mapper": kind, "registered": got, "models": len(models),
+                         "seconds": round(time.perf_counter() - t_map, 2)})
+        if largest is not None and (best is None or got > best.num_reg_images()):
+            best, best_kind, best_models = largest, kind, models
+        if best is not None and best.num_reg_images() >= need:
+            break
+        log.info("%s mapping registered %d of %d images; trying the next mapper", kind, got, len(names))
+    return best, best_kind, best_models, attempts
+
+
 def reconstruct(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
                 ordered_hint: bool = False, progress: Progress | None = None) -> SfmOutput:
     """Features, matching and mapping. The database is rebuilt from scratch."""
@@ -236,24 +263,7 @@ def reconstruct(database: Path, image_dir: Path, names: list[str], options: Pose
     if refine_pp is None:
         refine_pp = decided["single_camera"] and len(names) >= 20
     t = time.perf_counter()
-    best, best_kind, best_models, attempts = None, None, {}, []
-    need = options.fallback_min_registered * len(names)
-    for kind in order_of_mappers(options):
-        t_map = time.perf_counter()
-        try:
-            models = _map(kind, database, image_dir, work / f"sparse_{kind}", names, options, refine_pp)
-        except Exception as exc:  # a mapper crash is a failed attempt, not the end of the stage
-            log.warning("%s mapping failed: %s", kind, exc)
-            models = {}
-        largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
-        got = largest.num_reg_images() if largest is not None else 0
-        attempts.append({"mapper": kind, "registered": got, "models": len(models),
-                         "seconds": round(time.perf_counter() - t_map, 2)})
-        if largest is not None and (best is None or got > best.num_reg_images()):
-            best, best_kind, best_models = largest, kind, models
-        if best is not None and best.num_reg_images() >= need:
-            break
-        log.info("%s mapping registered %d of %d images; trying the next mapper", kind, got, len(names))
+    best, best_kind, best_models, attempts = map_with_fallback(database, image_dir, names, options, work, refine_pp)
     seconds["mapping"] = time.perf_counter() - t
     others = [{"images": r.num_reg_images(), "names": sorted(im.name for im in r.images.values() if im.has_pose)}
               for r in best_models.values() if r is not best]
