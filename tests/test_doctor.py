@@ -391,7 +391,10 @@ def test_deep_without_gpu_is_a_warning_for_cpu_use(tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_host_deep_renders_a_tile():
-    checks = by_name(run_checks(options=DoctorOptions(uses=("train-gpu",), deep=True, env=clean_env())))
+    # Keep PYTHONPATH: on a host where the packages were installed with --target (no venv) it is how
+    # gsplat is found at all.
+    env = clean_env(PYTHONPATH=os.environ.get("PYTHONPATH", ""))
+    checks = by_name(run_checks(options=DoctorOptions(uses=("train-gpu",), deep=True, env=env)))
     assert checks["cuda"].status == "ok"
     assert checks["gpu.0"].data["memory_total"] > 0
     assert checks["gsplat.render"].status == "ok", checks["gsplat.render"]

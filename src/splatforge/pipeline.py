@@ -129,7 +129,7 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
     run.update_manifest(input=str(source), options=options.to_dict())
 
     redo_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
-    emit = progress or (lambda event: None)
+    emit = progress or (lambda event: None)  # may answer "stop" (a cancelled job): passed to the trainer
     timings: dict[str, dict[str, Any]] = {}
 
     def should_run(stage: str) -> bool:
@@ -212,9 +212,9 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
         if options.max_gaussians:
             train_options.max_gaussians = options.max_gaussians
 
-        def on_step(event: dict[str, Any]) -> None:
+        def on_step(event: dict[str, Any]) -> str | None:
             total = max(1, int(event.get("total") or 1))
-            emit({"stage": "train", "fraction": float(event.get("step", 0)) / total, **event})
+            return emit({"stage": "train", "fraction": float(event.get("step", 0)) / total, **event})
 
         result = train(run, train_options, progress=on_step)
         summary.update({k: v for k, v in result.to_dict().items() if k in ("steps", "seconds", "eval", "num_gaussians")})

@@ -49,6 +49,11 @@ class Preset:
     ssim_weight: float = 0.2
     rasterize_mode: str = "classic"
     random_background: bool = False
+    # Coarse-to-fine: ((fraction_of_run, factor), ...) renders and compares at 1/factor resolution until
+    # that fraction of the steps, e.g. ((0.3, 4), (0.6, 2)): 1/4 size for the first 30 %, then 1/2 until
+    # 60 %, then full size. Early steps fix colours and coarse geometry, which low resolution does as
+    # well at a fraction of the cost; fine detail is learnt at full size at the end.
+    resolution_schedule: tuple[tuple[float, int], ...] = ()
 
     def scaled_to(self, steps: int) -> Preset:
         """The same recipe stretched to `steps`."""
@@ -67,7 +72,17 @@ class Preset:
         if unknown:
             raise InputError(f"unknown training setting(s): {', '.join(unknown)}",
                              f"known settings: {', '.join(sorted(known))}")
+        if "resolution_schedule" in overrides:  # JSON gives lists; keep the preset hashable
+            overrides = {**overrides, "resolution_schedule": tuple(
+                (float(f), int(k)) for f, k in overrides["resolution_schedule"])}
         return replace(self, **overrides)
+
+    def resolution_factor(self, step: int) -> int:
+        """Downscale factor of the rendered and target images at `step` (1 = full size)."""
+        for fraction, factor in self.resolution_schedule:
+            if step < fraction * self.steps:
+                return max(1, int(factor))
+        return 1
 
 
 PRESETS: dict[str, Preset] = {

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from splatforge.console import console, log
 from splatforge.errors import InputError, TrainingError
@@ -425,6 +426,12 @@ def _train_step(step, params, optimizers, strategy, sstate, sampler, views: View
                 device, absgrad, scene_scale, cap):
     idx = sampler.at(step)
     gt, vm, k = views.batch(idx, device)
+    factor = preset.resolution_factor(step)
+    if factor > 1:  # coarse-to-fine: box-filtered target, intrinsics scaled (corner-origin pixels)
+        h, w = gt.shape[1] // factor, gt.shape[2] // factor
+        gt = F.avg_pool2d(gt[:, : h * factor, : w * factor].permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
+        k = k.clone()
+        k[:, :2, :] /= factor
     sh = sh_degree_at(step, preset.sh_degree, preset.sh_interval)
     bg = None
     if preset.random_background:
