@@ -62,7 +62,8 @@ def _run(source: Path | None, run_dir: Path, options, as_json: bool) -> None:
 
 
 def run_command(
-    source: Path = typer.Argument(..., help="A folder of images, a video, or a zip of either."),
+    source: Path = typer.Argument(..., help="A folder of images, a video, or a zip of either; or a run folder "
+                                  "to continue."),
     out: Path = typer.Option(None, "-o", "--out", help="Run folder (default: runs/<input name>)."),
     preset: str = typer.Option("default", help="Training preset: fast | default | quality | mcmc."),
     steps: int = typer.Option(None, help="Training steps (default: the preset's)."),
@@ -79,7 +80,10 @@ def run_command(
     """Everything: frames -> check -> poses -> train -> export -> report, resumable."""
     from splatforge.pipeline import PipelineOptions
 
-    run_dir = out or DEFAULT_RUNS / Path(source).stem
+    if out is None and (Path(source) / "run.json").is_file():  # `splatforge run RUN` continues a run folder
+        run_dir, source = Path(source), None
+    else:
+        run_dir = out or DEFAULT_RUNS / Path(source).stem
     options = PipelineOptions(preset=preset, steps=steps, from_stage=from_stage, until_stage=until_stage, force=force, gpu=gpu, backend=backend,
                               engine="known" if cameras is not None and engine == "colmap" else engine,
                               cameras=cameras, frame_count=frames)

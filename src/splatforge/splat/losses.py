@@ -31,8 +31,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     """
     x = a.permute(0, 3, 1, 2)
     y = b.permute(0, 3, 1, 2)
-    if min(x.shape[-2:]) < window:
-        window = min(x.shape[-2:]) | 1
+    if min(x.shape[-2:]) < window:  # tiny images (coarse-to-fine on a thumbnail): the largest odd window
+        window = min(x.shape[-2:])
+        window -= 1 - window % 2
     g = _gauss_1d(window, sigma, str(x.device), x.dtype)
     n = x.shape[0]
     moments = _blur(torch.cat([x, y, x * x, y * y, x * y]), g)

@@ -87,10 +87,12 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # Short run for a quick look (and the ~30 s GPU target): AbsGS densification, compressed schedule.
+    # Measured on fox (H100): coarse-to-fine 3000 steps 31.05 dB in 33 s vs 30.66 dB in 51 s without.
     "fast": Preset(name="fast", steps=3000, sh_interval=500, refine_start=300, refine_stop=2500,
-                   refine_every=100, reset_every=1500, absgrad=True, rasterize_mode="classic"),
+                   refine_every=100, reset_every=1500, absgrad=True, rasterize_mode="classic",
+                   resolution_schedule=((0.3, 4), (0.6, 2))),
     # gsplat simple_trainer's 7k-step setting, with the opacity reset actually applied (see trainer.py).
-    "default": Preset(name="default", steps=7000),
+    "default": Preset(name="default", steps=7000, resolution_schedule=((0.3, 4), (0.6, 2))),
     # 3DGS's full 30k schedule.
     "quality": Preset(name="quality", steps=30_000),
     # A CPU-sized run for `splatforge demo` and tests: small images (the pipeline downscales), degree-1 SH,
