@@ -62,6 +62,7 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
 
     options = options or PoseOptions()
     say = progress or (lambda step, frac: None)
+    _quiet_colmap()
     names, ordered = inputs.frame_names(run)
     t_start = time.perf_counter()
     _clear_outputs(run)
@@ -110,6 +111,14 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     atomic_write_json(run.poses_json, result.to_dict())
     say("done", 1.0)
     return result
+
+
+def _quiet_colmap() -> None:
+    """COLMAP logs every registration step through glog on stderr; keep warnings unless -v was given."""
+    import pycolmap
+
+    if not log.isEnabledFor(logging.DEBUG):
+        pycolmap.logging.minloglevel = pycolmap.logging.WARNING
 
 
 def estimate_poses_for(source: Path, out: Path | None = None, options: PoseOptions | None = None,
