@@ -43,8 +43,7 @@ class PipelineOptions:
     downscale: float | None = None  # training image downscale (None: 1)
     max_gaussians: int | None = None  # cap on the number of Gaussians (None: the preset's own)
     max_image_size: int | None = None  # SfM feature image size (None: the pose engine's default)
-    check_fast: bool = False  # a cheaper capture check (fewer pairs); used by the demo
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # passed through untouched to custom job runners
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,10 +164,7 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
     def do_check(summary: dict[str, Any]) -> None:
         from splatforge.capture import CheckOptions, check_capture
 
-        check_options = CheckOptions()
-        if options.check_fast and hasattr(check_options, "fast"):
-            check_options.fast = True
-        report = check_capture(run.frames, check_options, report_dir=run.quality_dir)
+        report = check_capture(run.frames, CheckOptions(), report_dir=run.quality_dir)
         data = report.to_dict()
         atomic_write_json(run.quality_json, data)
         summary.update({"score": data["score"], "verdict": data["verdict"]})

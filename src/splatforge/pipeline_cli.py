@@ -107,7 +107,7 @@ def demo_command(
     if not (capture / "transforms.json").exists():
         make_synthetic_capture(capture, SyntheticOptions(n_views=views, width=320, height=240, seed=0))
     # Small enough for a 2-core CPU in a few minutes: 80x60 training images, at most 6000 Gaussians.
-    options = PipelineOptions(preset="demo", steps=steps, backend=backend, check_fast=True, downscale=4,
+    options = PipelineOptions(preset="demo", steps=steps, backend=backend, downscale=4,
                               max_gaussians=6000)
     _run(capture / "images", run.root, options, as_json)
 
