@@ -512,34 +512,24 @@ def _assess(
     def share(flag: str) -> list[ImageMeasures]:
         return [m for m in measures if flag in m.flags]
 
-    blurred = share("blurred")
-    if blurred:
-        penalties["blur"] = 40.0 * len(blurred) / n
-        advice.append(
-            f"{_which(blurred, noun)} {_verb(blurred)} blurred: move slower, hold still while shooting "
-            "or fix the focus (more light allows a faster shutter)."
-        )
-    over, under = share("overexposed"), share("underexposed")
-    if over:
-        penalties["overexposed"] = 30.0 * len(over) / n
-        advice.append(
-            f"{_which(over, noun)} {_verb(over)} over-exposed (washed-out highlights): lower the exposure "
-            "or avoid shooting into the light."
-        )
-    if under:
-        penalties["underexposed"] = 30.0 * len(under) / n
-        advice.append(f"{_which(under, noun)} {_verb(under)} too dark: add light or raise the exposure.")
-    flat = share("few-features")
-    if flat:
-        penalties["features"] = 30.0 * len(flat) / n
-        advice.append(
-            f"{_which(flat, noun)} show{'s' if len(flat) == 1 else ''} little texture: pose estimation needs "
-            "detail; include textured surroundings or add texture (a newspaper, a patterned cloth)."
-        )
-    unreadable = share("unreadable")
-    if unreadable:
-        penalties["unreadable"] = 20.0 * len(unreadable) / n
-        advice.append(f"{_which(unreadable, noun)} could not be read: remove or re-export them.")
+    # Per-image flags: (flag, penalty name, penalty at 100 % of the images, advice).
+    flag_rules = (
+        ("blurred", "blur", 40.0, "{which} {verb} blurred: move slower, hold still while shooting "
+                                  "or fix the focus (more light allows a faster shutter)."),
+        ("overexposed", "overexposed", 30.0, "{which} {verb} over-exposed (washed-out highlights): lower the "
+                                             "exposure or avoid shooting into the light."),
+        ("underexposed", "underexposed", 30.0, "{which} {verb} too dark: add light or raise the exposure."),
+        ("few-features", "features", 30.0, "{which} {show} little texture: pose estimation needs detail; "
+                                           "include textured surroundings or add texture (a newspaper, a "
+                                           "patterned cloth)."),
+        ("unreadable", "unreadable", 20.0, "{which} could not be read: remove or re-export them."),
+    )
+    for flag, penalty, weight, text in flag_rules:
+        hit = share(flag)
+        if hit:
+            penalties[penalty] = weight * len(hit) / n
+            advice.append(text.format(which=_which(hit, noun), verb=_verb(hit),
+                                      show="shows" if len(hit) == 1 else "show"))
     if ordered and n > 1:
         gaps = [k for k in range(n - 1) if not matches[(k, k + 1)].connected]
         if gaps:
