@@ -224,7 +224,7 @@ def test_mapper_fallback_keeps_the_largest_model(monkeypatch, tmp_path, incremen
 
     runs = []
 
-    def fake_map(kind, *args):
+    def fake_map(kind, *args, **kwargs):
         runs.append(kind)
         n = incremental if kind == "incremental" else global_
         if n is None:
@@ -233,8 +233,9 @@ def test_mapper_fallback_keeps_the_largest_model(monkeypatch, tmp_path, incremen
 
     monkeypatch.setattr(colmap_engine, "_map", fake_map)
     names = [f"{i}.jpg" for i in range(10)]
-    best, kind, models, attempts = colmap_engine.map_with_fallback(tmp_path / "db", tmp_path, names, PoseOptions(),
-                                                                   tmp_path, False)
-    assert kind == expect_kind and runs == expect_runs and [a["mapper"] for a in attempts] == expect_runs
-    assert best.num_reg_images() == {"incremental": incremental, "global": global_}[expect_kind]
-    assert best is models[0]
+    choice = colmap_engine.map_with_fallback(tmp_path / "db", tmp_path, names, PoseOptions(validate=False),
+                                             tmp_path, False)
+    assert choice.mapper == expect_kind and runs == expect_runs
+    assert [a["mapper"] for a in choice.attempts] == expect_runs
+    assert choice.best.num_reg_images() == {"incremental": incremental, "global": global_}[expect_kind]
+    assert choice.best is choice.models[0]

@@ -1,22 +1,31 @@
-"""Structure from motion with pycolmap (COLMAP 4): SIFT, a matching scheme chosen from the input,
-incremental mapping with global mapping (GLOMAP) as the fallback, and the largest model kept."""
+"""Structure from motion with pycolmap (COLMAP 4): SIFT, a matching scheme chosen from the input, a mapper
+chosen from what the matches show, and a model that is checked (poses/validate.py) before it is kept.
+
+The database is reused: features and matches already in `colmap/database.db` are kept when the note beside
+it (`features.json`) says they were made with the same settings, so the capture check and the pose stage
+(or a resumed run) never compute them twice. COLMAP itself skips images that have features and pairs that
+have matches, so reuse is simply not deleting them.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from splatforge.poses import pairs as pairing
+from splatforge.poses import validate
 from splatforge.poses.options import PoseOptions
 
 log = logging.getLogger("splatforge")
 Progress = Callable[[str, float], None]
+FEATURES_NOTE = "features.json"  # beside the database: the settings its features and matches were made with
 
 
 @dataclass
@@ -28,7 +37,10 @@ class SfmOutput:
     matching: str
     seconds: dict[str, float]
     other_models: list[dict] = field(default_factory=list)
-    attempts: list[dict] = field(default_factory=list)  # per mapper: registered, seconds
+    attempts: list[dict] = field(default_factory=list)  # per mapper: registered, seconds, its checks
+    evidence: dict = field(default_factory=dict)  # what the matches showed, and the mapper order it implied
+    check: dict | None = None  # validate.ModelCheck of the kept model
+    reused: str = "nothing"  # what the database already held: nothing | features | features and matches
 
 
 def _pycolmap():
@@ -37,18 +49,27 @@ def _pycolmap():
     return pycolmap
 
 
-def use_gpu(options: PoseOptions) -> bool:
-    pycolmap = _pycolmap()
-    if options.use_gpu is not None:
-        return bool(options.use_gpu) and pycolmap.has_cuda
-    if not pycolmap.has_cuda:
-        return False
+def gpu_visible() -> bool:
+    """Whether a CUDA GPU is visible to this process (torch's view; nvidia-smi when torch is absent)."""
     try:
         import torch
 
-        return torch.cuda.is_available()
+        return bool(torch.cuda.is_available())
     except Exception:
-        return True
+        return shutil.which("nvidia-smi") is not None
+
+
+def use_gpu(options: PoseOptions) -> bool:
+    """SIFT extraction and matching on the GPU: when pycolmap has CUDA and (use_gpu None) a GPU is visible."""
+    pycolmap = _pycolmap()
+    if not pycolmap.has_cuda:
+        if options.use_gpu:
+            log.warning("use_gpu was asked for, but this pycolmap has no CUDA (pip install pycolmap-cuda12): "
+                        "features and matching run on the CPU")
+        return False
+    if options.use_gpu is not None:
+        return bool(options.use_gpu)
+    return gpu_visible()
 
 
 def image_sizes(image_dir: Path, names: list[str]) -> dict[str, tuple[int, int]]:
@@ -61,9 +82,16 @@ def image_sizes(image_dir: Path, names: list[str]) -> dict[str, tuple[int, int]]
     return sizes
 
 
-def extract(database: Path, image_dir: Path, names: list[str], options: PoseOptions) -> dict:
-    """SIFT features of `names` into `database`. Returns what was decided (camera mode, octave)."""
-    pycolmap = _pycolmap()
+# --------------------------------------------------------------------------------------------------------
+# The database and the note beside it
+
+
+def note_path(database: Path) -> Path:
+    return Path(database).with_name(FEATURES_NOTE)
+
+
+def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions) -> dict:
+    """Everything the features depend on: decided camera model and SIFT settings, and each image's size."""
     sizes = image_sizes(image_dir, names)
     single = options.single_camera if options.single_camera is not None else len(set(sizes.values())) == 1
     model = options.camera_model
@@ -74,19 +102,82 @@ def extract(database: Path, image_dir: Path, names: list[str], options: PoseOpti
     first_octave = options.first_octave
     if first_octave is None:
         first_octave = 0 if effective >= options.upsample_below else -1
+    files = {name: [*sizes[name], (image_dir / name).stat().st_size] for name in names}
+    return {"camera_model": model, "single_camera": single, "first_octave": first_octave,
+            "max_image_size": options.max_image_size, "max_num_features": options.max_num_features,
+            "images": files}
+
+
+def matching_settings(options: PoseOptions) -> dict:
+    """Everything the verified matches of a pair depend on (the pairs themselves do not matter: COLMAP
+    matches only pairs that are not in the database yet)."""
+    return {"max_ratio": options.max_ratio, "min_num_inliers": options.min_num_inliers, "seed": options.seed}
+
+
+def _read_note(database: Path) -> dict:
+    try:
+        return json.loads(note_path(database).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_note(database: Path, note: dict) -> None:
+    tmp = note_path(database).with_suffix(".tmp")
+    tmp.write_text(json.dumps(note, indent=1))
+    tmp.replace(note_path(database))
+
+
+def _delete_database(database: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(database) + suffix).unlink(missing_ok=True)
+    note_path(database).unlink(missing_ok=True)
+
+
+def prepare_database(database: Path, extraction: dict, matching: dict) -> str:
+    """Keep what `database` holds when its note says it was made with these settings; clear the rest.
+
+    Returns what is reused: "nothing", "features" or "features and matches".
+    """
+    pycolmap = _pycolmap()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    note = _read_note(database)
+    if not database.exists() or note.get("extraction") != extraction:
+        _delete_database(database)
+        return "nothing"
+    if note.get("matching") != matching:
+        db = pycolmap.Database.open(database)
+        try:
+            db.clear_matches()
+            db.clear_two_view_geometries()
+        finally:
+            db.close()
+        _write_note(database, {"extraction": extraction})
+        return "features"
+    return "features and matches"
+
+
+def extract(database: Path, image_dir: Path, names: list[str], options: PoseOptions,
+            settings: dict | None = None) -> dict:
+    """SIFT features of `names` into `database` (images that already have features are skipped), and the
+    note beside it. Returns what was decided (camera mode and model, first octave)."""
+    pycolmap = _pycolmap()
+    settings = settings or extraction_settings(image_dir, names, options)
     reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = model
+    reader.camera_model = settings["camera_model"]
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = options.max_image_size
     extraction.num_threads = options.num_threads
     extraction.use_gpu = use_gpu(options)
     extraction.sift.max_num_features = options.max_num_features
-    extraction.sift.first_octave = first_octave
-    mode = pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE
+    extraction.sift.first_octave = settings["first_octave"]
+    mode = pycolmap.CameraMode.SINGLE if settings["single_camera"] else pycolmap.CameraMode.PER_IMAGE
     device = pycolmap.Device.cuda if extraction.use_gpu else pycolmap.Device.cpu
     pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
                               extraction_options=extraction, device=device)
-    return {"single_camera": single, "camera_model": model, "first_octave": first_octave}
+    note = _read_note(database)
+    if note.get("extraction") != settings:
+        _write_note(database, {"extraction": settings})
+    return {k: settings[k] for k in ("single_camera", "camera_model", "first_octave")}
 
 
 def read_descriptors(db, images) -> list[np.ndarray]:
@@ -95,6 +186,10 @@ def read_descriptors(db, images) -> list[np.ndarray]:
         d = db.read_descriptors(image.image_id)
         out.append(np.asarray(getattr(d, "data", d)))
     return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Matching
 
 
 def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_hint: bool) -> pairing.PairPlan:
@@ -149,6 +244,7 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
 
 
 def match(database: Path, names: list[str], plan: pairing.PairPlan, options: PoseOptions, work: Path) -> None:
+    """Match and verify the planned pairs (pairs already in the database are skipped by COLMAP)."""
     pycolmap = _pycolmap()
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = options.num_threads
@@ -158,20 +254,113 @@ def match(database: Path, names: list[str], plan: pairing.PairPlan, options: Pos
     verification.min_num_inliers = options.min_num_inliers
     verification.ransac.random_seed = options.seed
     device = pycolmap.Device.cuda if matching.use_gpu else pycolmap.Device.cpu
-    if plan.pairs is None:
+    db = pycolmap.Database.open(database)
+    try:
+        only_ours = db.num_images() == len(names)
+    finally:
+        db.close()
+    pairs = plan.pairs
+    if pairs is None and only_ours:
         pycolmap.match_exhaustive(database, matching_options=matching, verification_options=verification,
                                   device=device)
-        return
-    pair_file = work / "pairs.txt"
-    pair_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in plan.pairs))
-    imported = pycolmap.ImportedPairingOptions()
-    imported.match_list_path = pair_file
-    pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=imported,
-                               verification_options=verification, device=device)
+    else:  # a database shared with the capture check may hold other images: name the pairs
+        if pairs is None:
+            pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+        work.mkdir(parents=True, exist_ok=True)
+        pair_file = work / "pairs.txt"
+        pair_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in pairs))
+        imported = pycolmap.ImportedPairingOptions()
+        imported.match_list_path = pair_file
+        pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=imported,
+                                   verification_options=verification, device=device)
+    _write_note(database, {**_read_note(database), "matching": matching_settings(options)})
+
+
+# --------------------------------------------------------------------------------------------------------
+# Which mapper: from what the verified matches show
+
+
+@dataclass
+class MatchEvidence:
+    """What the verified matches say about the capture, before any mapper runs."""
+
+    images: int
+    verified_pairs: int
+    median_inliers: float
+    # Share of verified pairs a homography explains as well as the epipolar geometry (COLMAP's
+    # PLANAR_OR_PANORAMIC): little parallax between the photos (forward-facing, turning on the spot, far away).
+    low_parallax_share: float
+    largest_group_share: float  # share of the images in the largest connected group of the match graph
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_evidence(database: Path, names: list[str], min_inliers: int) -> MatchEvidence:
+    from splatforge.poses.explain import groups
+
+    pycolmap = _pycolmap()
+    low = pycolmap.TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC
+    wanted = set(names)
+    db = pycolmap.Database.open(database)
+    try:
+        ids = {im.image_id: im.name for im in db.read_all_images() if im.name in wanted}
+        pair_ids, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    inliers, flat, neighbours = [], 0, {}
+    for pair_id, geom in zip(pair_ids, geometries):
+        a, b = pycolmap.pair_id_to_image_pair(pair_id)
+        n = len(geom.inlier_matches)
+        if a not in ids or b not in ids or n < min_inliers:
+            continue
+        inliers.append(n)
+        flat += geom.config == low
+        neighbours.setdefault(ids[a], set()).add(ids[b])
+        neighbours.setdefault(ids[b], set()).add(ids[a])
+    parts = groups(names, neighbours)
+    return MatchEvidence(len(names), len(inliers), float(np.median(inliers)) if inliers else 0.0,
+                         flat / len(inliers) if inliers else 0.0,
+                         len(parts[0]) / len(names) if parts else 0.0)
+
+
+def order_of_mappers(options: PoseOptions, evidence: MatchEvidence | None = None) -> tuple[list[str], str]:
+    """The mappers to try, first choice first, and why."""
+    if options.mapper in ("incremental", "global"):
+        return [options.mapper], "chosen by the user"
+    if evidence is not None and evidence.low_parallax_share >= options.low_parallax_share:
+        return ["global", "incremental"], (
+            f"{100 * evidence.low_parallax_share:.0f} % of the matched pairs show little parallax (a homography "
+            "explains them): global mapping needs no wide-baseline starting pair, incremental mapping stalls on it")
+    return ["incremental", "global"], "incremental mapping is the most accurate where the photos show parallax"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Mapping
+
+
+def _calibrate_focal_lengths(database: Path, options: PoseOptions) -> bool:
+    """Focal lengths from the fundamental matrices (COLMAP's view-graph calibration), as priors for the
+    global mapper, which otherwise starts from a guess of 1.2 x the image size and warns about it."""
+    pycolmap = _pycolmap()
+    db = pycolmap.Database.open(database)
+    try:
+        cameras = db.read_all_cameras()
+    finally:
+        db.close()
+    if cameras and all(c.has_prior_focal_length for c in cameras):
+        return False
+    calib = pycolmap.ViewGraphCalibrationOptions()
+    calib.random_seed = options.seed
+    try:
+        return bool(pycolmap.calibrate_view_graph(database, calib))
+    except Exception as exc:  # calibration is a help, not a requirement
+        log.info("view-graph calibration failed (%s); the global mapper starts from its own focal guess", exc)
+        return False
 
 
 def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str], options: PoseOptions,
-         refine_pp: bool) -> dict:
+         refine_pp: bool, low_parallax: bool = False) -> dict:
     pycolmap = _pycolmap()
     if out.exists():
         shutil.rmtree(out)
@@ -184,12 +373,22 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
         opts.ba_global_max_refinements = options.ba_global_max_refinements
         opts.ba_local_max_refinements = options.ba_local_max_refinements
+        if low_parallax:
+            # COLMAP looks for a starting pair seen 16 degrees apart, then relaxes twice (8, 4), searching all
+            # pairs each time: with little parallax the first searches cannot succeed and cost most of the run.
+            opts.mapper.init_min_tri_angle = options.low_parallax_init_tri_angle
     else:
         opts = pycolmap.GlobalPipelineOptions()
         opts.min_model_size = options.min_model_size
         opts.mapper.global_positioning.use_gpu = use_gpu(options)
         opts.mapper.bundle_adjustment.ceres.use_gpu = use_gpu(options)
         opts.mapper.bundle_adjustment.refine_principal_point = refine_pp
+        if options.global_calibrate:
+            # on a copy: calibration rewrites cameras and two-view geometries, which the note does not describe
+            copy = out / "database.db"
+            shutil.copy2(database, copy)
+            _calibrate_focal_lengths(copy, options)
+            database = copy
     opts.num_threads = options.num_threads
     opts.random_seed = options.seed
     opts.min_num_matches = options.min_num_inliers
@@ -199,56 +398,85 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     return dict(models)
 
 
-def order_of_mappers(options: PoseOptions) -> list[str]:
-    if options.mapper == "incremental":
-        return ["incremental"]
-    if options.mapper == "global":
-        return ["global"]
-    return ["incremental", "global"]  # auto: see docs/benchmarks-poses.md for why incremental leads
+@dataclass
+class MappingChoice:
+    """The model kept by `map_with_fallback` and everything tried on the way."""
+
+    best: object | None
+    mapper: str | None
+    models: dict
+    attempts: list[dict]
+    check: validate.ModelCheck | None
 
 
 def map_with_fallback(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
-                      refine_pp: bool) -> tuple[object | None, str | None, dict, list[dict]]:
-    """Run the mappers in order until one registers enough images; keep the largest model seen.
-
-    Returns (largest model, its mapper, all models of that mapper, one attempt record per mapper run).
-    """
-    best, best_kind, best_models, attempts = None, None, {}, []
+                      refine_pp: bool, evidence: MatchEvidence | None = None) -> MappingChoice:
+    """Run the mappers in the evidence's order until one gives a model that registers enough images and
+    passes its checks; keep the best model seen (a trustworthy one before a larger one)."""
+    order, _ = order_of_mappers(options, evidence)
+    low_parallax = evidence is not None and evidence.low_parallax_share >= options.low_parallax_share
     need = options.fallback_min_registered * len(names)
-    for kind in order_of_mappers(options):
+    tried: list[tuple[str, object, dict, validate.ModelCheck]] = []
+    attempts: list[dict] = []
+    for kind in order:
         t_map = time.perf_counter()
         try:
-            models = _map(kind, database, image_dir, work / f"sparse_{kind}", names, options, refine_pp)
+            models = _map(kind, database, image_dir, work / f"sparse_{kind}", names, options, refine_pp,
+                          low_parallax)
         except Exception as exc:  # a mapper crash is a failed attempt, not the end of the stage
             log.warning("%s mapping failed: %s", kind, exc)
             models = {}
         largest = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         got = largest.num_reg_images() if largest is not None else 0
-        attempts.append({"mapper": kind, "registered": got, "models": len(models),
-                         "seconds": round(time.perf_counter() - t_map, 2)})
-        if largest is not None and (best is None or got > best.num_reg_images()):
-            best, best_kind, best_models = largest, kind, models
-        if best is not None and best.num_reg_images() >= need:
+        if largest is None:
+            check = validate.ModelCheck(0, len(names), None, problems=["no model came out"])
+        elif options.validate:
+            check = validate.check_model(largest, len(names), database, options.min_num_inliers,
+                                         min_registered_fraction=options.min_registered_fraction)
+        else:
+            check = validate.ModelCheck(got, len(names), None)
+        attempt = {"mapper": kind, "registered": got, "models": len(models),
+                   "seconds": round(time.perf_counter() - t_map, 2), "check": check.to_dict()}
+        if options.validate and tried and largest is not None and tried[-1][1] is not None:
+            attempt["disagreement_deg"] = validate.rotation_disagreement_deg(largest, tried[-1][1])
+        attempts.append(attempt)
+        tried.append((kind, largest, models, check))
+        if largest is not None and got >= need and (check.ok or not options.validate):
             break
-        log.info("%s mapping registered %d of %d images; trying the next mapper", kind, got, len(names))
-    return best, best_kind, best_models, attempts
+        log.info("%s mapping registered %d of %d images%s; trying the next mapper", kind, got, len(names),
+                 "" if check.ok else f" ({'; '.join(check.problems)})")
+    usable = [t for t in tried if t[1] is not None]
+    if not usable:
+        return MappingChoice(None, None, {}, attempts, None)
+    kind, best, models, check = max(usable, key=lambda t: (t[3].ok or not options.validate, t[1].num_reg_images()))
+    return MappingChoice(best, kind, models, attempts, check)
+
+
+def refuse_untrustworthy(choice: MappingChoice, total: int, options: PoseOptions) -> None:
+    """Raise PoseError when the kept model places enough photos to be used but failed its checks.
+    (Too few placed photos is the caller's failure to explain: poses/explain.py.)"""
+    if not options.validate or choice.best is None or choice.check is None or choice.check.ok:
+        return
+    if choice.best.num_reg_images() >= max(3, options.min_registered_fraction * total):
+        validate.require_trustworthy(choice.check, choice.mapper)
 
 
 def reconstruct(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
                 ordered_hint: bool = False, progress: Progress | None = None) -> SfmOutput:
-    """Features, matching and mapping. The database is rebuilt from scratch."""
+    """Features, matching and mapping; features and matches already in the database are reused when they
+    were made with the same settings. Raises PoseError when the kept model places enough photos but fails
+    its checks (validate.py): a wrong model is never handed on."""
     say = progress or (lambda step, frac: None)
-    database.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(database) + suffix).unlink(missing_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
 
     say("features", 0.0)
     t = time.perf_counter()
-    decided = extract(database, image_dir, names, options)
+    settings = extraction_settings(image_dir, names, options)
+    reused = prepare_database(database, settings, matching_settings(options))
+    decided = extract(database, image_dir, names, options, settings)
     seconds["features"] = time.perf_counter() - t
-    log.info("features: %.1f s (%s)", seconds["features"], decided)
+    log.info("features: %.1f s (%s; reused from the database: %s)", seconds["features"], decided, reused)
 
     say("matching", 0.25)
     t = time.perf_counter()
@@ -263,9 +491,16 @@ def reconstruct(database: Path, image_dir: Path, names: list[str], options: Pose
     if refine_pp is None:
         refine_pp = decided["single_camera"] and len(names) >= 20
     t = time.perf_counter()
-    best, best_kind, best_models, attempts = map_with_fallback(database, image_dir, names, options, work, refine_pp)
+    evidence = read_evidence(database, names, options.min_num_inliers)
+    order, why = order_of_mappers(options, evidence)
+    log.info("mappers: %s (%s)", " then ".join(order), why)
+    choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence)
     seconds["mapping"] = time.perf_counter() - t
+    best = choice.best
     others = [{"images": r.num_reg_images(), "names": sorted(im.name for im in r.images.values() if im.has_pose)}
-              for r in best_models.values() if r is not best]
+              for r in choice.models.values() if r is not best]
     others.sort(key=lambda m: -m["images"])
-    return SfmOutput(best, best_kind, matching_desc, seconds, others, attempts)
+    refuse_untrustworthy(choice, len(names), options)
+    return SfmOutput(best, choice.mapper, matching_desc, seconds, others, choice.attempts,
+                     {**evidence.to_dict(), "mapper_order": order, "why": why},
+                     choice.check.to_dict() if choice.check is not None else None, reused)

@@ -37,8 +37,14 @@ class PoseOptions:
     max_ratio: float = 0.8  # Lowe's ratio test
     min_num_inliers: int = 15  # verified matches for an image pair to count
     # --- mapping ---
-    mapper: str = "auto"  # auto (incremental, then global as fallback) | incremental | global
+    # auto: chosen from the verified matches (poses/colmap_engine.py `order_of_mappers`): global first when most
+    # pairs show little parallax (forward-facing captures), else incremental first; the other one as fallback.
+    mapper: str = "auto"  # auto | incremental | global
     fallback_min_registered: float = 0.8  # run the other mapper when fewer than this fraction registered
+    low_parallax_share: float = 0.5  # share of homography-explained pairs above which a capture is "low parallax"
+    low_parallax_init_tri_angle: float = 4.0  # incremental mapper's starting-pair angle on such captures (COLMAP 16)
+    global_calibrate: bool = True  # focal lengths from the matches (view-graph calibration) before global mapping
+    validate: bool = True  # check each model against the matches before trusting it (poses/validate.py)
     min_model_size: int = 3
     # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
     # (phone principal points sit ~15 px off-centre, which otherwise tilts every pose by ~0.6 degrees).
