@@ -1,12 +1,14 @@
-"""Pose-stage benchmark: features and matching once per capture, then each mapper on the same matches.
+"""Pose-stage benchmark: the stage as users run it, per capture, and (optionally) each mapper on the same matches.
 
-    python benchmarks/poses_bench.py [--captures fox llff_fern ...] [--mappers incremental global]
-                                     [--threads N] [--max-image-size 1600] [--json out.json]
+    python benchmarks/poses_bench.py [--captures fox llff_fern ...] [--threads N] [--set key=value ...]
+                                     [--compare-mappers] [--json out.json] [--data DIR]
 
-Prints a table: capture, mapper, registered/total, median rotation and centre error against the
-capture's reference transforms.json (after a similarity alignment; '-' without a reference), and the
-wall seconds per step (features, matching, mapping) plus the process CPU seconds of the mapping.
-Data: ../shared/data (or $SPLATFORGE_TEST_DATA). Never writes there.
+Per capture (`estimate_poses` with PoseOptions(engine="colmap", ...), undistortion included): wall seconds per
+sub-step (features, matching, mapping, undistortion, total), the process CPU seconds of the stage, photos placed,
+the mapper kept and why, and the accuracy against the capture's reference transforms.json (fox) after a
+similarity alignment. A capture is a folder with `images/` (or a folder of images) under the data folder.
+--compare-mappers also runs each mapper on the stage's own database (features and matches reused).
+Data: ../shared/data, $SPLATFORGE_TEST_DATA or --data. Never writes there. Prints a table last.
 """
 
 from __future__ import annotations
@@ -27,120 +29,124 @@ def data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def bench_capture(name: str, mappers: list[str], options, work: Path) -> list[dict]:
+def parse_settings(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def images_of(folder: Path) -> Path:
+    return folder / "images" if (folder / "images").is_dir() else folder
+
+
+def run_capture(name: str, source: Path, options, work: Path) -> dict:
+    """The whole stage on a copy of the capture's images; its numbers and accuracy."""
+    from splatforge.errors import SplatforgeError
+    from splatforge.poses import estimate_poses_for
+    from splatforge.poses.summary import summarize_poses
+
+    images = work / name / "images"
+    shutil.copytree(images_of(source), images)
+    run_dir = work / name / "run"
+    t, c = time.perf_counter(), time.process_time()
+    try:
+        estimate_poses_for(images, run_dir, options)
+        error = None
+    except SplatforgeError as exc:
+        error = exc.message
+    row = summarize_poses(run_dir, reference=source / "transforms.json")
+    row.update(capture=name, wall_s=round(time.perf_counter() - t, 2), cpu_s=round(time.process_time() - c, 2),
+               error=error)
+    poses = json.loads((run_dir / "poses.json").read_text()) if (run_dir / "poses.json").exists() else {}
+    row["why"] = {"matching": poses.get("matching"), "mapper": (poses.get("evidence") or {}).get("why"),
+                  "notes": poses.get("notes")}
+    return row
+
+
+def compare_mappers(name: str, source: Path, options, work: Path) -> list[dict]:
+    """Each mapper on the database the stage left (same features and matches), with its checks and accuracy."""
+    from dataclasses import replace
+
     from splatforge.poses import colmap_engine
     from splatforge.poses.inputs import list_images
     from splatforge.scene import read_scene
     from splatforge.scene.align import compare_poses
     from splatforge.scene.colmap import reconstruction_to_scene
 
-    src = data_dir() / name / "images"
-    names = list_images(src)
-    db = work / name / "database.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    db.unlink(missing_ok=True)
-    t, c = time.perf_counter(), time.process_time()
-    decided = colmap_engine.extract(db, src, names, options)
-    t_feat, c_feat = time.perf_counter() - t, time.process_time() - c
-    t, c = time.perf_counter(), time.process_time()
-    plan = colmap_engine.plan_pairs(db, names, options, ordered_hint=False)
-    colmap_engine.match(db, names, plan, options, db.parent)
-    t_match, c_match = time.perf_counter() - t, time.process_time() - c
-    ref_path = data_dir() / name / "transforms.json"
-    ref = read_scene(ref_path) if ref_path.exists() else None
-    refine_pp = options.refine_principal_point
-    if refine_pp is None:
-        refine_pp = decided["single_camera"] and len(names) >= 20
+    run_dir = work / name / "run"
+    db = run_dir / "colmap" / "database.db"
+    frames = run_dir / "frames"
+    if not db.exists():
+        return []
+    names = list_images(frames)
+    ref = source / "transforms.json"
+    reference = read_scene(ref) if ref.exists() else None
     rows = []
-    for mapper in mappers:
+    for mapper in ("incremental", "global"):
+        opts = replace(options, mapper=mapper)
         t, c = time.perf_counter(), time.process_time()
-        try:
-            models = colmap_engine._map(mapper, db, src, db.parent / f"sparse_{mapper}", names, options, refine_pp)
-        except Exception as exc:  # report, keep benchmarking
-            models, err = {}, f"{type(exc).__name__}: {exc}"
-        else:
-            err = ""
-        t_map, c_map = time.perf_counter() - t, time.process_time() - c
-        best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
-        row = {"capture": name, "mapper": mapper, "registered": best.num_reg_images() if best else 0,
-               "total": len(names), "models": len(models), "matching": plan.scheme,
-               "pairs": len(plan.pairs) if plan.pairs is not None else len(names) * (len(names) - 1) // 2,
-               "features_s": t_feat, "matching_s": t_match, "mapping_s": t_map,
-               "cpu_s": {"features": c_feat, "matching": c_match, "mapping": c_map},
-               "reproj_px": best.compute_mean_reprojection_error() if best and best.num_points3D() else None,
-               "rot_deg": None, "rot_max_deg": None, "centre_pct": None, "error": err}
-        if best is not None and ref is not None and best.num_reg_images() >= 3:
-            e = compare_poses(reconstruction_to_scene(best, src), ref)
-            row.update(rot_deg=e.median_rotation_deg, rot_max_deg=e.max_rotation_deg,
-                       centre_pct=100 * e.median_center_error)
+        choice = colmap_engine.map_with_fallback(db, frames, names, opts, work / name / f"cmp_{mapper}", True,
+                                                 colmap_engine.read_evidence(db, names, opts.min_num_inliers))
+        row = {"capture": name, "mapper": mapper, "wall_s": round(time.perf_counter() - t, 2),
+               "cpu_s": round(time.process_time() - c, 2),
+               "registered": choice.best.num_reg_images() if choice.best else 0, "total": len(names),
+               "check": choice.check.to_dict() if choice.check else None, "accuracy": None}
+        if choice.best is not None and reference is not None and choice.best.num_reg_images() >= 3:
+            err = compare_poses(reconstruction_to_scene(choice.best, frames), reference)
+            row["accuracy"] = {"rotation_median_deg": round(err.median_rotation_deg, 3),
+                               "rotation_max_deg": round(err.max_rotation_deg, 3)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
 
 
-def end_to_end(name: str, options, work: Path) -> None:
-    """The stage as users run it: copy the images, estimate_poses with `options`, print its seconds."""
-    from splatforge.errors import SplatforgeError
-    from splatforge.poses import estimate_poses_for
-
-    src = work / f"{name}_copy"
-    shutil.copytree(data_dir() / name / "images", src / "images")
-    t = time.perf_counter()
-    try:
-        result = estimate_poses_for(src / "images", work / f"{name}_run", options)
-    except SplatforgeError as exc:
-        print(f"end-to-end {name}: failed as a user sees it: {exc.message}")
-        return
-    print(f"end-to-end {name}: {result.registered}/{result.total} {result.mapper} {result.matching}; "
-          f"seconds {result.seconds}; wall {time.perf_counter() - t:.1f}")
-
-
-def fmt(v, spec=".2f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def main() -> None:
     from splatforge.poses import PoseOptions
+    from splatforge.poses.summary import table
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--captures", nargs="+",
-                    default=["fox", "llff_fern", "dtu_scan24", "sacre_coeur", "room_no_overlap"])
-    ap.add_argument("--mappers", nargs="+", default=["incremental", "global"])
+    ap.add_argument("--captures", nargs="+", default=["fox", "llff_fern", "dtu_scan24", "sacre_coeur"])
+    ap.add_argument("--data", type=Path, default=None, help="folder holding the captures (default ../shared/data)")
     ap.add_argument("--threads", type=int, default=-1)
-    ap.add_argument("--max-image-size", type=int, default=1600)
-    ap.add_argument("--matching", default="auto")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="PoseOptions fields, JSON values")
+    ap.add_argument("--compare-mappers", action="store_true")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--end-to-end", action="store_true",
-                    help="also run the whole stage (estimate_poses with defaults, undistortion included) per capture")
+    ap.add_argument("--keep", type=Path, help="keep the run folders here instead of a temporary folder")
     args = ap.parse_args()
-    options = PoseOptions(num_threads=args.threads, max_image_size=args.max_image_size, matching=args.matching)
-    work = Path(tempfile.mkdtemp(prefix="poses_bench_"))
-    rows = []
+    data = args.data or data_dir()
+    options = PoseOptions(**{"engine": "colmap", "num_threads": args.threads, **parse_settings(args.set)})
+    work = args.keep or Path(tempfile.mkdtemp(prefix="poses_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows, mapper_rows = [], []
     try:
         for name in args.captures:
-            if not (data_dir() / name / "images").is_dir():
-                print(f"skip {name}: not in {data_dir()}")
+            source = data / name
+            if not images_of(source).is_dir():
+                print(f"skip {name}: not in {data}")
                 continue
-            rows += bench_capture(name, args.mappers, options, work)
-            if args.end_to_end:
-                end_to_end(name, options, work)
+            row = run_capture(name, source, options, work)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            if args.compare_mappers:
+                mapper_rows += compare_mappers(name, source, options, work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
     import pycolmap
 
-    print(f"\npycolmap {pycolmap.__version__} cuda={pycolmap.has_cuda} threads={args.threads} "
-          f"cpus={os.cpu_count()} max_image_size={args.max_image_size}")
-    head = ("capture", "mapper", "reg", "match", "rot° med", "rot° max", "ctr % med", "reproj px",
-            "feat s", "match s", "map s", "total s")
-    print(" | ".join(head))
+    print(f"\npycolmap {pycolmap.__version__} cuda={pycolmap.has_cuda} threads={args.threads} cpus={os.cpu_count()} "
+          f"set={args.set}")
+    print(table(rows))
     for r in rows:
-        total = r["features_s"] + r["matching_s"] + r["mapping_s"]
-        print(" | ".join([r["capture"], r["mapper"], f"{r['registered']}/{r['total']}", f"{r['matching']}",
-                          fmt(r["rot_deg"]), fmt(r["rot_max_deg"]), fmt(r["centre_pct"]), fmt(r["reproj_px"]),
-                          fmt(r["features_s"], ".1f"), fmt(r["matching_s"], ".1f"), fmt(r["mapping_s"], ".1f"),
-                          fmt(total, ".1f")]))
+        if r.get("error"):
+            print(f"{r['capture']}: {r['error']}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"captures": rows, "mappers": mapper_rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def _run_colmap(run: RunDir, names: list[str], ordered: bool, options: PoseOptio
         raise explain.failure(len(names), len(registered), keypoints, neighbours, out.other_models)
     reasons = explain.unregistered_reasons(names, registered, keypoints, neighbours, out.other_models)
     notes = [f"{a['mapper']} mapping: {a['registered']}/{len(names)} in {a['seconds']} s" for a in out.attempts]
+    notes += [f"features and matches reused from the database: {out.reused}"] if out.reused != "nothing" else []
     return rec, out.seconds, {"matching": out.matching, "mapper": out.mapper, "unregistered_reasons": reasons,
-                              "other_models": out.other_models, "notes": notes}
+                              "other_models": out.other_models, "notes": notes, "check": out.check,
+                              "evidence": out.evidence}
 
 
 def estimate_poses(run: RunDir, options: PoseOptions | None = None,

@@ -43,6 +43,7 @@ class PoseOptions:
     fallback_min_registered: float = 0.8  # run the other mapper when fewer than this fraction registered
     low_parallax_share: float = 0.5  # share of homography-explained pairs above which a capture is "low parallax"
     low_parallax_init_tri_angle: float = 4.0  # incremental mapper's starting-pair angle on such captures (COLMAP 16)
+    global_min_inliers: int = 100  # pairs with fewer inliers (capped at the median) are left out of global mapping
     global_calibrate: bool = True  # focal lengths from the matches (view-graph calibration) before global mapping
     validate: bool = True  # check each model against the matches before trusting it (poses/validate.py)
     min_model_size: int = 3
@@ -106,6 +107,8 @@ class PoseResult:
     unregistered_reasons: dict[str, str] = field(default_factory=dict)
     other_models: list[dict] = field(default_factory=list)  # models not kept: sizes and image names
     notes: list[str] = field(default_factory=list)
+    check: dict | None = None  # poses/validate.py ModelCheck of the kept model
+    evidence: dict = field(default_factory=dict)  # what the matches showed and the mapper order it implied
 
     def to_dict(self) -> dict:
         out = asdict(self)
