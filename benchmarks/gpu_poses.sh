@@ -63,10 +63,10 @@ fi
 echo "== captures: ${captures[*]}"
 for name in "${captures[@]}"; do
   echo "== $name on the GPU"
-  timeout 240 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" --compare-mappers \
+  timeout 200 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" --compare-mappers \
     --json "$OUT/gpu_poses_$name.json" 2>&1 | grep -v '^[IW][0-9]\{8\} ' | tail -4
   echo "== $name on the CPU (16 cores, same code, use_gpu=false)"
-  timeout 240 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" --set use_gpu=false \
+  timeout 150 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" --set use_gpu=false \
     --json "$OUT/cpu_poses_$name.json" 2>&1 | grep -v '^[IW][0-9]\{8\} ' | tail -2
 done
 

@@ -180,3 +180,22 @@ def test_features_and_matches_in_the_database_are_reused_only_with_the_same_sett
 
     assert colmap_engine.prepare_database(db, {**extraction, "first_octave": -1}, stricter) == "nothing"
     assert not db.exists() and not colmap_engine.note_path(db).exists()
+
+
+def test_gpu_use_follows_pycolmap_and_the_machine(monkeypatch):
+    monkeypatch.setattr(pycolmap, "has_cuda", False, raising=False)
+    assert not colmap_engine.use_gpu(PoseOptions(use_gpu=True))  # asked, but this build has no CUDA
+    monkeypatch.setattr(pycolmap, "has_cuda", True, raising=False)
+    monkeypatch.setattr(colmap_engine, "gpu_visible", lambda: True)
+    assert colmap_engine.use_gpu(PoseOptions()) and not colmap_engine.use_gpu(PoseOptions(use_gpu=False))
+    monkeypatch.setattr(colmap_engine, "gpu_visible", lambda: False)
+    assert not colmap_engine.use_gpu(PoseOptions())
+
+
+def test_no_gpu_is_visible_when_cuda_visible_devices_hides_them(monkeypatch):
+    colmap_engine.gpu_visible.cache_clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    try:
+        assert colmap_engine.gpu_visible() is False
+    finally:
+        colmap_engine.gpu_visible.cache_clear()

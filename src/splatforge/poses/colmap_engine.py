@@ -9,9 +9,12 @@ have matches, so reuse is simply not deleting them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,14 +52,19 @@ def _pycolmap():
     return pycolmap
 
 
+@functools.lru_cache(maxsize=1)
 def gpu_visible() -> bool:
-    """Whether a CUDA GPU is visible to this process (torch's view; nvidia-smi when torch is absent)."""
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return shutil.which("nvidia-smi") is not None
+    """Whether an NVIDIA GPU is visible to this process. Cheap on purpose: importing torch just to ask would
+    add seconds to a pose stage that takes five on the GPU (torch's answer is used when it is loaded anyway)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            return bool(torch.cuda.is_available())
+        except Exception:
+            return False
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def use_gpu(options: PoseOptions) -> bool:
