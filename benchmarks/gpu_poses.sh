@@ -41,12 +41,12 @@ import numpy as np, pycolmap, tempfile, pathlib, cv2
 print("pycolmap", pycolmap.__version__, "has_cuda", pycolmap.has_cuda, pycolmap.COLMAP_build)
 assert pycolmap.has_cuda, "this pycolmap has no CUDA"
 # smoke test: SIFT on the GPU of one textured image, and GPU matching of it with itself, shifted
-d = pathlib.Path(tempfile.mkdtemp())
+d = pathlib.Path(tempfile.mkdtemp()); (d / "im").mkdir()
 rng = np.random.default_rng(0)
 img = cv2.resize(rng.integers(0, 255, (60, 80), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
-cv2.imwrite(str(d / "a.png"), img); cv2.imwrite(str(d / "b.png"), np.roll(img, 7, axis=1))
+cv2.imwrite(str(d / "im" / "a.png"), img); cv2.imwrite(str(d / "im" / "b.png"), np.roll(img, 7, axis=1))
 opts = pycolmap.FeatureExtractionOptions(); opts.use_gpu = True
-pycolmap.extract_features(d / "db.db", d, extraction_options=opts, device=pycolmap.Device.cuda)
+pycolmap.extract_features(d / "db.db", d / "im", extraction_options=opts, device=pycolmap.Device.cuda)
 m = pycolmap.FeatureMatchingOptions(); m.use_gpu = True
 pycolmap.match_exhaustive(d / "db.db", matching_options=m, device=pycolmap.Device.cuda)
 db = pycolmap.Database.open(d / "db.db")
