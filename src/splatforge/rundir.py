@@ -204,6 +204,29 @@ class RunDir:
     def ply(self) -> Path:
         return self.export_dir / "scene.ply"
 
+    # The other export formats (splat/formats): export/scene<suffix>, one property per format name.
+    @property
+    def ply_compressed(self) -> Path:
+        return self.export_dir / "scene.compressed.ply"
+
+    @property
+    def splat(self) -> Path:
+        return self.export_dir / "scene.splat"
+
+    @property
+    def spz(self) -> Path:
+        return self.export_dir / "scene.spz"
+
+    @property
+    def sog(self) -> Path:
+        return self.export_dir / "scene.sog"
+
+    def export_file(self, format_name: str) -> Path:
+        """export/scene<suffix> for a format name of `splat.formats.FORMATS` (ply, ply-compressed, ...)."""
+        from splatforge.splat.formats import format_named
+
+        return getattr(self, format_named(format_name).name.replace("-", "_"))
+
     @property
     def report_json(self) -> Path:
         return self.root / "report.json"

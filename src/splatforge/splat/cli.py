@@ -8,6 +8,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from splatforge.splat.export_cli import export_command
+
     app.command("train")(train_command)
     app.command("export")(export_command)
 
@@ -87,30 +89,3 @@ def train_command(
         console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.1f} s on {result.backend}: "
                       f"PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}, {result.num_gaussians:,} Gaussians "
                       f"-> {run.train_json}")
-
-
-def export_command(
-    run: Path = typer.Argument(..., help="Run folder with checkpoints/."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="PLY file (default: RUN/export/scene.ply)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
-) -> None:
-    """Write the newest checkpoint as a standard 3DGS PLY (SuperSplat, Spark, nerfstudio)."""
-    from splatforge.cli import fail
-    from splatforge.console import console, emit_json
-    from splatforge.errors import SplatforgeError
-
-    try:
-        from splatforge.rundir import RunDir
-        from splatforge.splat.export import export_ply
-
-        rd = RunDir(run)
-        with rd.stage("export") as summary:
-            path = export_ply(rd, out)
-            summary.update({"ply": str(path), "bytes": path.stat().st_size})
-    except SplatforgeError as exc:
-        fail(exc, as_json)
-        return
-    if as_json:
-        emit_json({"ok": True, "ply": str(path), "bytes": path.stat().st_size})
-    else:
-        console.print(f"[green]exported[/] {path} ({path.stat().st_size / 1e6:.1f} MB)")
