@@ -10,15 +10,22 @@ re-run, resumed, or run on another machine. Layout (paths relative to the run fo
     quality.json             capture check result (score, verdict, advice, per-image measures)
     quality/                 contact sheet (PNG + HTML)
     colmap/database.db       SfM features and matches
-    sparse/0/                COLMAP model of `frames/` (original camera models, with 3D points)
+    distorted/sparse/0/      COLMAP model of `frames/` as estimated (original camera models, 3D points)
+    distorted/images         link to frames/: distorted/ is a COLMAP dataset of the original photos
     images_undistorted/      PINHOLE images for training (originals stay in frames/)
+    images                   link to images_undistorted/ (to frames/ when undistortion is off)
+    sparse/0/                COLMAP model of `images/`: PINHOLE cameras, same poses and 3D points. With
+                             `images`, the undistorted dataset gsplat's simple_trainer and the INRIA
+                             3DGS trainer read as it is (COLMAP image_undistorter's layout)
     transforms.json          the training scene: nerfstudio layout (camera-to-world, OpenGL axes),
                              PINHOLE intrinsics, file paths into images_undistorted/ (or frames/)
     poses.json               what the pose stage measured (registered, errors, timings)
     checkpoints/             ckpt_XXXXXXX.pt, newest last; written atomically
     metrics.jsonl            one JSON line per logging step
     renders/                 held-out renders next to their photographs
-    export/scene.ply         the splat in the standard 3DGS PLY layout
+    export/scene.ply         the splat in the standard 3DGS PLY layout (exact)
+    export/scene.<ending>    the same splat in compact formats (splat/formats): .sog, .spz,
+                             .compressed.ply, .splat; the export stage writes the PLY and .sog
     report.json, report.html the human report
 
 Writes are atomic (write to a temporary file in the same folder, then rename): a crash never leaves a
@@ -171,6 +178,21 @@ class RunDir:
     @property
     def images_undistorted(self) -> Path:
         return self.root / "images_undistorted"
+
+    @property
+    def images(self) -> Path:
+        """Link to the images `sparse/0` describes (images_undistorted/, or frames/ without undistortion)."""
+        return self.root / "images"
+
+    @property
+    def distorted_sparse(self) -> Path:
+        """The model as estimated (original camera models) of `frames/`."""
+        return self.root / "distorted" / "sparse" / "0"
+
+    @property
+    def distorted_images(self) -> Path:
+        """Link to frames/, so that distorted/ is a COLMAP dataset of its own."""
+        return self.root / "distorted" / "images"
 
     @property
     def transforms_json(self) -> Path:
