@@ -26,9 +26,13 @@ def node_modules_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "viewer" / "web" / "node_modules"
 
 
+def find_node() -> str | None:
+    return shutil.which("node")
+
+
 def command(what: str) -> list[str]:
     """`node .../cli.mjs`, or an InputError saying what is missing. `what` names the caller's need."""
-    node = shutil.which("node")
+    node = find_node()
     if node is None:
         raise InputError(f"{what} needs Node.js, which is not installed (no `node` on PATH)",
                          "install Node.js 20 or newer with npm (Debian: apt-get install nodejs npm), then "
