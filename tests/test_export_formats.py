@@ -262,3 +262,19 @@ def test_cli_export(tmp_path):
     manifest = json.loads(run.manifest.read_text())
     assert manifest["stages"]["export"]["status"] == "done"
     assert manifest["stages"]["export"]["summary"]["files"]["ply"]["sh_degree"] == 0
+
+
+def test_the_service_offers_each_exported_format(tmp_path):
+    pytest.importorskip("fastapi")
+    from splatforge.service.app import ARTIFACTS, _artifacts
+
+    run = RunDir(tmp_path / "run")
+    for fmt in FORMATS.values():
+        assert f"scene{fmt.suffix}" in ARTIFACTS
+        attr, media_type = ARTIFACTS[f"scene{fmt.suffix}"]
+        assert getattr(run, attr) == run.export_file(fmt.name) and media_type == fmt.media_type
+    assert _artifacts("j", run) == {}
+    run.export_dir.mkdir(parents=True)
+    run.sog.write_bytes(b"PK\x03\x04")
+    assert _artifacts("j", run) == {"scene.sog": "/v1/jobs/j/artifacts/scene.sog",
+                                    "cameras.json": "/v1/jobs/j/artifacts/cameras.json"}

@@ -44,7 +44,11 @@ MULTIPART_SLACK = 1 << 20  # form boundaries and option fields around the files
 
 # Artifact name -> (RunDir attribute, media type). Nothing else under a job can be fetched.
 ARTIFACTS: dict[str, tuple[str, str]] = {
-    "scene.ply": ("ply", "application/octet-stream"),
+    "scene.ply": ("ply", "application/octet-stream"),  # the exported splat, one artifact per format (splat/formats)
+    "scene.sog": ("sog", "application/zip"),
+    "scene.spz": ("spz", "application/octet-stream"),
+    "scene.compressed.ply": ("ply_compressed", "application/octet-stream"),
+    "scene.splat": ("splat", "application/octet-stream"),
     "report.html": ("report_html", "text/html; charset=utf-8"),
     "report.json": ("report_json", "application/json"),
     "train.json": ("train_json", "application/json"),
@@ -173,7 +177,7 @@ def _eta_seconds(job: Job) -> float | None:
 def _artifacts(job_id: str, run: RunDir) -> dict[str, str]:
     found = {name: f"/v1/jobs/{job_id}/artifacts/{name}" for name, (attr, _) in ARTIFACTS.items()
              if getattr(run, attr).is_file()}
-    if "scene.ply" in found:
+    if any(name.startswith("scene.") for name in found):
         found["cameras.json"] = f"/v1/jobs/{job_id}/artifacts/cameras.json"
     return found
 
