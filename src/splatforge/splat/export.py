@@ -1,6 +1,7 @@
 """Export: the newest checkpoint of a run as splat files (formats in `splat/formats`).
 
     export_splat(run, ExportOptions()) -> summary     the export stage: RUN/export/scene.<format> per format
+    export_done(run, ExportOptions()) -> bool         the stage's outputs are there and not older than the checkpoint
     export_to(run, out_path, format=None, sh_degree=None) -> summary     one file anywhere (`export -o FILE`)
 
 The stage writes the standard PLY (exact, what every tool reads) and the compact format that the viewer
@@ -94,6 +95,18 @@ def export_splat(run: RunDir | Path | str, options: ExportOptions | None = None)
     if "ply" in files:  # the keys earlier summaries had
         summary.update(ply=files["ply"]["path"], bytes=files["ply"]["bytes"])
     return summary
+
+
+def export_done(run: RunDir | Path | str, options: ExportOptions | None = None) -> bool:
+    """Whether every file of `options` is in export/ and none is older than the newest checkpoint
+    (for the export stage's `done`)."""
+    run = run if isinstance(run, RunDir) else RunDir(Path(run))
+    options = options or ExportOptions()
+    newest = newest_checkpoint(run.checkpoints)
+    files = [run.export_file(name) for name in options.formats]
+    if not all(f.is_file() for f in files):
+        return False
+    return newest is None or all(f.stat().st_mtime >= newest.stat().st_mtime for f in files)
 
 
 def export_to(run: RunDir | Path | str, out_path: Path, format: str | None = None,  # noqa: A002
