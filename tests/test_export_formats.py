@@ -196,7 +196,7 @@ def trained_run(tmp_path, n: int = 400) -> RunDir:
 def test_export_options_validate():
     from splatforge.splat.export import ExportOptions
 
-    assert ExportOptions().formats == ("ply", "sog")
+    assert ExportOptions().formats == ("ply", "spz")
     assert ExportOptions(formats=("ply_compressed", "ply", "ply-compressed")).formats == ("ply-compressed", "ply")
     with pytest.raises(InputError, match="unknown splat format"):
         ExportOptions(formats=("ply", "fbx"))

@@ -170,6 +170,12 @@ def test_resolve_input(tmp_path):
     assert ".sog" in err.value.advice and ".spz" in err.value.advice
     with pytest.raises(InputError, match="scene.spz"):
         resolve_input(run, "spz")  # the run has only its PLY
+    import gzip
+
+    (run / "export" / "scene.spz").write_bytes(gzip.compress(b"NGSP" + bytes(12)))
+    assert resolve_input(run).splat.name == "scene.spz"  # the compact format first
+    assert resolve_input(run, "ply").splat.name == "scene.ply"
+    assert resolve_input(run / "export" / "scene.spz").transforms == (run / "transforms.json").resolve()
 
 
 def test_axes_focus():

@@ -25,7 +25,7 @@ re-run, resumed, or run on another machine. Layout (paths relative to the run fo
     renders/                 held-out renders next to their photographs
     export/scene.ply         the splat in the standard 3DGS PLY layout (exact)
     export/scene.<ending>    the same splat in compact formats (splat/formats): .sog, .spz,
-                             .compressed.ply, .splat; the export stage writes the PLY and .sog
+                             .compressed.ply, .splat; the export stage writes the PLY and .spz
     report.json, report.html the human report
 
 Writes are atomic (write to a temporary file in the same folder, then rename): a crash never leaves a

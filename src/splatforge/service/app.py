@@ -45,8 +45,8 @@ MULTIPART_SLACK = 1 << 20  # form boundaries and option fields around the files
 # Artifact name -> (RunDir attribute, media type). Nothing else under a job can be fetched.
 ARTIFACTS: dict[str, tuple[str, str]] = {
     "scene.ply": ("ply", "application/octet-stream"),  # the exported splat, one artifact per format (splat/formats)
-    "scene.sog": ("sog", "application/zip"),
     "scene.spz": ("spz", "application/octet-stream"),
+    "scene.sog": ("sog", "application/zip"),
     "scene.compressed.ply": ("ply_compressed", "application/octet-stream"),
     "scene.splat": ("splat", "application/octet-stream"),
     "report.html": ("report_html", "text/html; charset=utf-8"),

@@ -153,8 +153,8 @@ async function loadJobDetail(id) {
     a.href = url; a.textContent = name; a.target = "_blank";
     return a;
   }));
-  // The compact format the export stage writes (splat/formats DEFAULT_COMPACT), else the exact PLY.
-  const splat = art["scene.sog"] || art["scene.ply"];
+  // A compact format (the export stage writes splat/formats DEFAULT_COMPACT), else the exact PLY.
+  const splat = art["scene.sog"] || art["scene.spz"] || art["scene.ply"];
   if (splat) {
     const src = `/viewer/index.html?ply=${encodeURIComponent(splat)}` +
       `&cameras=${encodeURIComponent(art["cameras.json"] || "")}`;

@@ -48,11 +48,13 @@ FORMATS: dict[str, SplatFormat] = {f.name: f for f in (
     SplatFormat("spz", ".spz", True, 3, True, "application/octet-stream",
                 "Niantic SPZ: quantised and gzipped"),
     SplatFormat("sog", ".sog", True, 3, True, "application/zip",
-                "PlayCanvas SOG: WebP images in a zip, SH by k-means; the smallest"),
+                "PlayCanvas SOG: WebP images in a zip, SH by k-means; the smallest, slow without a GPU"),
 )}
 # What the pipeline's export stage writes beside the PLY, what `splatforge view RUN` shows and what the
-# service's viewer loads: the smallest format that keeps the look (docs/benchmarks.md, "Export formats").
-DEFAULT_COMPACT = "sog"
+# service's viewer loads (docs/benchmarks.md, "Export formats"): SPZ, about 10x smaller than the PLY with
+# every SH band, written in seconds. SOG is smaller still, but splat-transform clusters its SH with
+# k-means that needs WebGPU (a Vulkan GPU) to be fast: on a CPU alone a 1M-Gaussian splat takes hours.
+DEFAULT_COMPACT = "spz"
 ALIASES = {"ply_compressed": "ply-compressed", "compressed-ply": "ply-compressed", "compressed.ply": "ply-compressed"}
 
 
