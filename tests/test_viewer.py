@@ -45,6 +45,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _format_skip_reason(browser: bool = True) -> str | None:
+    """Why the compact-format tests cannot run here (they need splat-transform, in Node.js), or None."""
+    from splatforge.splat.formats import splat_transform
+
+    reason = _browser_skip_reason() if browser else None
+    if reason is None and splat_transform.find_node() is None:
+        reason = "Node.js is not installed (splat-transform writes and reads the compact formats)"
+    if reason is None and not (splat_transform.node_modules_dir() / splat_transform.PACKAGE).is_dir():
+        reason = "the npm package @playcanvas/splat-transform is not installed (run ./setup.sh)"
+    return reason
+
+
 def write_test_splat(path: Path, n_ball: int = 3000, n_ground: int = 1500, seed: int = 0) -> np.ndarray:
     """A small standard-layout 3DGS PLY (binary, 62 float32 properties). Returns the centres (N, 3)."""
     rng = np.random.default_rng(seed)
@@ -147,6 +159,20 @@ def test_ply_alone_gets_default_up_and_its_own_centre(tmp_path):
     assert doc["cameras"] == [] and doc["source"] is None
     assert doc["up"] == [0.0, -1.0, 0.0] and doc["up_source"] == "default"
     np.testing.assert_allclose(doc["target"], np.median(centres, axis=0), atol=1e-6)
+    assert 0.5 < doc["radius"] < 1.5
+
+
+@pytest.mark.skipif(_format_skip_reason(browser=False) is not None, reason=str(_format_skip_reason(browser=False)))
+@pytest.mark.parametrize("format_name", ["ply-compressed", "splat"])
+def test_camera_path_of_a_compact_splat(tmp_path, format_name):
+    """A SuperSplat compressed PLY or a .splat alone: centre and size come from its decoded Gaussians."""
+    from splatforge.splat.formats import FORMATS, read_splat, write_splat
+
+    centres = write_test_splat(tmp_path / "src.ply")
+    path = write_splat(read_splat(tmp_path / "src.ply"), tmp_path / f"thing{FORMATS[format_name].suffix}")
+    doc = camera_path_json(path)
+    assert doc["cameras"] == [] and doc["up_source"] == "default"
+    np.testing.assert_allclose(doc["target"], np.median(centres, axis=0), atol=2e-3)
     assert 0.5 < doc["radius"] < 1.5
 
 
@@ -420,13 +446,6 @@ def test_page_renders_the_splat_in_chromium(tmp_path):
 # --- every export format in the browser -------------------------------------------------------------
 
 
-def _format_skip_reason() -> str | None:
-    from splatforge.splat.formats import splat_transform
-
-    reason = _browser_skip_reason()
-    if reason is None and not (splat_transform.node_modules_dir() / splat_transform.PACKAGE).is_dir():
-        reason = "the npm package @playcanvas/splat-transform is not installed (run ./setup.sh)"
-    return reason
 
 
 @pytest.fixture(scope="module")

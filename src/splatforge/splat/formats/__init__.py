@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ import torch
 
 from splatforge.errors import InputError
 from splatforge.rundir import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,11 @@ def write_splat(params: dict[str, torch.Tensor], path: Path, format: SplatFormat
 
     what = f"writing {path.name} ({fmt.name})"
     splat_transform.command(what)  # fail before the temporary PLY is written
+    n = len(params["means"])
+    if fmt.name == "sog" and sh_degree_of(params) > 0 and n > 50_000 and not splat_transform.webgpu_possible():
+        log.warning("SOG without a GPU: splat-transform clusters the spherical harmonics of %d Gaussians with "
+                    "k-means on the CPU (no Vulkan loader here), which takes minutes to hours; "
+                    "--sh-degree 0 or --format spz are fast", n)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent if path.parent.exists() else None) as tmp:
         source = write_ply(params, Path(tmp) / "source.ply")
         with atomic_path(path) as out:  # keeps the suffix, which tells splat-transform the format
