@@ -32,7 +32,9 @@ def export_command(
         rd = RunDir(run)
         if out is not None:
             written = [export_to(rd, out, format_name, sh_degree)]
-            result = {"ok": True, "files": {written[0]["format"]: written[0]}}
+            result = {"ok": True, **written[0], "files": {written[0]["format"]: written[0]}}
+            if written[0]["format"] == "ply":
+                result["ply"] = written[0]["path"]  # the key this command's JSON always had
         else:
             options = ExportOptions(formats=(format_name,) if format_name else ExportOptions().formats,
                                     sh_degree=sh_degree)
