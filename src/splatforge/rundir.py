@@ -41,8 +41,6 @@ from typing import Any
 
 from splatforge.console import to_jsonable
 
-STAGES = ("frames", "check", "poses", "train", "export", "report")
-
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -244,31 +242,36 @@ class RunDir:
         return self.read_manifest()["stages"].get(stage, {}).get("status")
 
     @contextmanager
-    def stage(self, name: str, config: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Record a stage in run.json: running -> done | failed (with the error and its advice).
+    def stage(self, name: str, options: Any = None) -> Iterator[dict[str, Any]]:
+        """Record a stage in run.json: running -> done | failed | cancelled | interrupted (with the error
+        and its advice). `options` is the stage's options dataclass: stored in full (`options`) and as the
+        part that changes the result (`result_options`, what a re-run compares against).
 
         Yields a dict the stage may fill with a short summary (stored under the stage's entry).
         """
+        from splatforge.options import comparable, to_dict
+
         self.create()
         if not self.read_manifest().get("versions"):
             self.update_manifest(versions=collect_versions())
         summary: dict[str, Any] = {}
-        start = now_iso()
-        self.set_stage(name, status="running", start=start, end=None, error=None,
-                       config=to_jsonable(config or {}))
+        self.set_stage(name, status="running", start=now_iso(), end=None, error=None, seconds=None,
+                       pid=os.getpid(), host=platform.node(), options=to_jsonable(to_dict(options)),
+                       result_options=to_jsonable(comparable(options)))
         t0 = _dt.datetime.now()
         try:
             yield summary
         except BaseException as exc:
             from splatforge.errors import SplatforgeError
 
-            interrupted = isinstance(exc, KeyboardInterrupt)
+            status = ("cancelled" if getattr(exc, "exit_code", None) == 130
+                      else "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             error = {"type": type(exc).__name__, "message": getattr(exc, "message", str(exc))}
             if isinstance(exc, SplatforgeError):
                 error["advice"] = exc.advice
-            elif not interrupted:
+            elif status == "failed":
                 error["traceback"] = traceback.format_exc(limit=8)
-            self.set_stage(name, status="interrupted" if interrupted else "failed", end=now_iso(),
+            self.set_stage(name, status=status, end=now_iso(),
                            seconds=(_dt.datetime.now() - t0).total_seconds(), error=error,
                            summary=to_jsonable(summary))
             raise

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from splatforge.rundir import STAGES, RunDir, atomic_write_json, atomic_write_text, now_iso, read_json
+from splatforge.rundir import RunDir, atomic_write_json, atomic_write_text, now_iso, read_json
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def stages_section(manifest: dict) -> dict[str, Any]:
     stages = manifest.get("stages") or {}
     rows = []
     # The report stage is the one running now (it writes this): it is not part of what it reports.
-    names = [s for s in STAGES if s in stages and s != "report"] + \
-        [s for s in stages if s not in STAGES]
+    # run.json keeps the stages in the order they first ran, which is the pipeline's order.
+    names = [s for s in stages if s != "report"]
     for name in names:
         entry = stages[name] or {}
         error = entry.get("error") or None

@@ -196,6 +196,33 @@ def job_view(job: Job, jobs_dir: Path, detail: bool = True) -> dict[str, Any]:
     return view
 
 
+def job_options(*, options: str | None = None, **named: Any) -> dict[str, Any]:
+    """A job's options as the changes to the pipeline's defaults it stores (`train.steps`, ...): the form's
+    named fields, then the JSON `options` field; checked now, so a bad one is a 422, not a failed job."""
+    from splatforge.errors import InputError
+    from splatforge.pipeline import RunOptions
+    from splatforge.pipeline_cli import stage_changes
+
+    changes = stage_changes(**{k: v for k, v in named.items() if k not in ("frame_count",)},
+                            frames=named.get("frame_count"))
+    if options:
+        try:
+            extra = json.loads(options)
+        except ValueError as exc:
+            raise ApiError(422, f"options is not valid JSON ({exc})", 'send an object, e.g. {"train.sh_degree": 2}') from None
+        if not isinstance(extra, dict):
+            raise ApiError(422, "options must be a JSON object", 'e.g. {"poses": {"mapper": "global"}}')
+        changes.update(extra)
+    for key in ("from_stage", "until_stage"):
+        if key in changes:
+            raise ApiError(422, f"{key} cannot be set on a job", "a job runs every stage; retry resumes a failed one")
+    try:
+        RunOptions().with_changes(changes)
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.advice) from None
+    return changes
+
+
 def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
     """The service application. `executor` defaults to a `RayExecutor` started in the lifespan."""
     settings.check()
@@ -270,6 +297,10 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         force: bool = Form(False, description="Train even when the capture check predicts failure."),
         frame_count: int | None = Form(None, description="Frames to take from a video (default: chosen from it)."),
         downscale: float | None = Form(None, description="Training image downscale (default: the preset's)."),
+        max_gaussians: int | None = Form(None, description="Cap on the number of Gaussians (default: the preset's)."),
+        checkpoint_every_s: float | None = Form(None, description="Seconds between training checkpoints (60)."),
+        options: str | None = Form(None, description='Any other option as JSON, by stage: '
+                                   '{"poses": {"mapper": "global"}, "train.sh_degree": 2}'),
     ) -> JSONResponse:
         """Upload a capture and queue a job. Returns at once with the job id and URL."""
         st = service(request)
@@ -282,6 +313,9 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
             raise ApiError(422, f"frame_count={frame_count} is out of range", f"use 3..{limits.max_files}")
         if downscale is not None and not 1.0 <= downscale <= 16.0:
             raise ApiError(422, f"downscale={downscale} is out of range", "use 1..16, or leave it out")
+        changes = job_options(preset=preset, steps=steps, force=force or None, frame_count=frame_count,
+                              downscale=downscale, max_gaussians=max_gaussians,
+                              checkpoint_every_s=checkpoint_every_s, options=options)
         job_id = secrets.token_urlsafe(16)
         job_dir = settings.jobs_dir / job_id
         try:
@@ -292,10 +326,7 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         except BaseException:
             remove_job_dir(job_dir)
             raise
-        options = {"preset": preset, "steps": steps, "force": force, "frame_count": frame_count,
-                   "downscale": downscale}
-        job = st.store.create(job_id, {k: v for k, v in options.items() if v is not None}, summary.to_dict(),
-                              owner=settings.server_name)
+        job = st.store.create(job_id, changes, summary.to_dict(), owner=settings.server_name)
         st.executor.submit(job_id, job.attempt)
         view = job_view(job, settings.jobs_dir)
         return JSONResponse(view, status_code=202, headers={"Location": view["url"]})

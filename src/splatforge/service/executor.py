@@ -23,20 +23,14 @@ from typing import Any
 
 from splatforge.errors import SplatforgeError
 from splatforge.service.store import ACTIVE, Store, utcnow
+from splatforge.stage import Events, Progress
 
 log = logging.getLogger(__name__)
 
-# Share of the whole job each stage takes, for one progress number and the ETA.
-STAGE_WEIGHTS = {"frames": 0.05, "check": 0.05, "poses": 0.20, "train": 0.60, "export": 0.02, "report": 0.08}
-METRIC_KEYS = ("step", "total", "loss", "psnr", "num_gaussians", "steps_per_s", "gpu_mem_gb", "elapsed_s")
+METRIC_KEYS = ("step", "total", "loss", "psnr", "num_gaussians", "steps_per_s", "gpu_mem_gb", "elapsed_s",
+               "host_rss_gb", "host_available_gb")
 INTERNAL_ADVICE = ("retry the job (POST /v1/jobs/{id}/retry, it resumes from the last checkpoint); if it fails "
                    "again, send the job log (GET /v1/jobs/{id}/log) to the maintainers")
-
-
-class JobStopped(KeyboardInterrupt):
-    """Raised inside the pipeline when the store says this attempt no longer owns the job (cancelled,
-    retried, deleted). A KeyboardInterrupt, so stage code that catches Exception lets it through and
-    run.json records the stage as interrupted rather than failed."""
 
 
 @dataclass(frozen=True)
@@ -63,67 +57,68 @@ def resolve_runner(runner: Any) -> Callable[..., Any]:
 
 
 def overall_progress(stage: str | None, fraction: float) -> float:
-    if stage not in STAGE_WEIGHTS:
+    """One number for the whole job from the stage's own fraction, weighting stages by `Stage.weight`."""
+    from splatforge.pipeline import stages
+
+    weights = {s.name: s.weight for s in stages()}
+    if stage not in weights:
         return 0.0
-    done = 0.0
-    for name, weight in STAGE_WEIGHTS.items():
+    total, done = sum(weights.values()), 0.0
+    for name, weight in weights.items():
         if name == stage:
-            return min(1.0, done + weight * max(0.0, min(1.0, fraction)))
+            return min(1.0, (done + weight * max(0.0, min(1.0, fraction))) / total)
         done += weight
-    return done
+    return done / total
 
 
 def pipeline_options(options: dict[str, Any]) -> Any:
-    from splatforge.pipeline import PipelineOptions
+    """A job's options (as stored) as the pipeline's; anything unknown is an InputError."""
+    from splatforge.pipeline import RunOptions
 
-    known = {k: v for k, v in options.items() if k in PipelineOptions.__dataclass_fields__}
-    return PipelineOptions(**known)
+    return RunOptions.from_dict(options)
 
 
 class _Reporter:
-    """The pipeline's progress callback: throttled writes to the store, a line in job.log per change."""
+    """Receives the pipeline's progress: throttled writes to the store, a line in job.log per change. When
+    the store says this attempt no longer owns the job (cancelled, retried, deleted), it sets the cancel
+    event: the running stage stops cleanly (training writes a checkpoint first)."""
 
-    def __init__(self, spec: TaskSpec, store: Store, log_file: Any):
-        self.spec, self.store, self.log_file = spec, store, log_file
+    def __init__(self, spec: TaskSpec, store: Store, log_file: Any, events: Events):
+        self.spec, self.store, self.log_file, self.events = spec, store, log_file, events
         self.metrics: dict[str, Any] = {}
         self.stage: str | None = None
         self.last_write = 0.0
         self.last_log = 0.0
-        self.asked_stop = False
 
-    def __call__(self, event: dict[str, Any]) -> str | None:
-        stage = str(event.get("stage") or self.stage or "")
-        fraction = float(event.get("fraction") or 0.0)
-        for key in METRIC_KEYS:
-            if isinstance(event.get(key), (int, float)):
-                self.metrics[key] = event[key]
-        if isinstance(event.get("eval"), dict):
-            self.metrics["eval"] = event["eval"]
+    @property
+    def asked_stop(self) -> bool:
+        return self.events.cancelled
+
+    def __call__(self, event: Progress) -> None:
+        stage, fraction = event.stage, event.fraction
+        if event.train is not None:
+            for key in METRIC_KEYS:
+                value = getattr(event.train, key, None)
+                if isinstance(value, (int, float)):
+                    self.metrics[key] = value
         now = time.monotonic()
         changed = stage != self.stage or fraction >= 1.0
-        message = str(event.get("message") or "")
-        if stage == "train" and "step" in event:
-            message = f"step {event.get('step')}/{event.get('total')}" + (
-                f", loss {event['loss']:.4f}" if isinstance(event.get("loss"), (int, float)) else "")
+        message = event.message
+        if event.train is not None and event.train.loss is not None:
+            message = f"step {event.train.step}/{event.train.total}, loss {event.train.loss:.4f}"
         if changed or now - self.last_log >= 5.0:
             self.log_file.write(f"{utcnow().isoformat(timespec='seconds')} [{stage}] {fraction:.0%} {message}\n")
             self.log_file.flush()
             self.last_log = now
         if not changed and now - self.last_write < self.spec.progress_interval_s:
-            return None
+            return
         self.stage, self.last_write = stage, now
         ok = self.store.update_where(
             self.spec.job_id, states=("running",), attempt=self.spec.attempt, stage=stage,
             stage_fraction=fraction, progress=overall_progress(stage, fraction), message=message[:500],
             metrics=dict(self.metrics))
         if not ok:
-            if stage == "train" and not self.asked_stop:
-                # The trainer stops cleanly on "stop" (a checkpoint at this step); if the answer does not
-                # reach it, the next report raises.
-                self.asked_stop = True
-                return "stop"
-            raise JobStopped(f"job {self.spec.job_id} attempt {self.spec.attempt} no longer owns the job")
-        return None
+            self.events.cancel.set()
 
 
 def run_job(spec: TaskSpec) -> str:
@@ -149,20 +144,18 @@ def run_job(spec: TaskSpec) -> str:
                 splat_log.setLevel(logging.INFO)
             log_file.write(f"{utcnow().isoformat(timespec='seconds')} attempt {spec.attempt} on {worker}\n")
             log_file.flush()
-            reporter = _Reporter(spec, store, log_file)
+            events = Events()
+            reporter = _Reporter(spec, store, log_file, events)
+            events.on_progress = reporter
             # Native libraries (COLMAP's glog, CUDA) write to fd 2: send it to the job's log meanwhile. A Ray
             # worker runs one task at a time, so nothing else is writing there.
             sys.stderr.flush()
             saved_stderr = os.dup(2)
             os.dup2(log_file.fileno(), 2)
             try:
-                resolve_runner(spec.runner)(source, RunDir(paths["run"]), pipeline_options(job.options),
-                                            progress=reporter)
-            except JobStopped:
-                log_file.write(f"{utcnow().isoformat(timespec='seconds')} stopped (cancelled or superseded)\n")
-                return "stopped"
+                resolve_runner(spec.runner)(source, RunDir(paths["run"]), pipeline_options(job.options), events)
             except SplatforgeError as exc:
-                if reporter.asked_stop:  # the trainer's clean stop after we asked for it
+                if reporter.asked_stop:  # the stage's clean stop after we asked for it
                     log_file.write(f"{utcnow().isoformat(timespec='seconds')} stopped: {exc.message}\n")
                     return "stopped"
                 log_file.write(f"{utcnow().isoformat(timespec='seconds')} failed: {exc.message}\n  -> {exc.advice}\n")
