@@ -204,6 +204,7 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
 
     torch.manual_seed(options.seed)
     init_gen = torch.Generator().manual_seed(options.seed)
+    marks = {"start": time.perf_counter()}  # where the stage's time goes, outside the loop too
     data = load_data(read_scene(run.transforms_json), DataOptions(test_every=options.test_every,
                                                                   downscale=options.downscale), device)
     scene_scale = 1.1 * data.scene_radius
@@ -212,6 +213,7 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
         log.info("the images differ in size: one camera per step")
         config = replace(config, batch_size=1)
     scene = scene_fingerprint(run, options)
+    marks["data"] = time.perf_counter()
 
     # --- state: fresh or from the newest checkpoint ---------------------------------------------------
     newest = ckpt.newest_checkpoint(run.checkpoints) if options.resume else None
@@ -248,8 +250,10 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
 
     lpips_fn, lpips_note = make_lpips(device)
     _prepare_metrics(run.metrics_jsonl, start_step)
+    marks["init"] = time.perf_counter()
     if saved is None and eval_views is not None:
         initial_eval = evaluate(params, eval_views, 0, backend, device, config.rasterize_mode)
+    marks["initial_eval"] = time.perf_counter()
 
     def checkpoint(step: int) -> Path:
         payload = {"step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0, "backend": backend,
@@ -286,8 +290,8 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
                     raise oom_error(step, n, data, config, last_ckpt is not None) from None
                 done = step + 1
                 now = time.perf_counter()
-                stop = events.cancelled
-                if done % options.log_every == 0 or done == total or stop or now - last_log_t >= options.log_every_s:
+                if (done % options.log_every == 0 or done == total or events.cancelled
+                        or now - last_log_t >= options.log_every_s):
                     sps = (done - last_log_step) / max(now - last_log_t, 1e-9)
                     metrics = TrainMetrics(
                         step=done, total=total, loss=float(loss),
@@ -306,7 +310,7 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
                                   backend, device, config.rasterize_mode, lpips_fn)
                     _append_metrics(run.metrics_jsonl, {"step": done, "elapsed_s": round(
                         elapsed_before + time.perf_counter() - t0, 3), "eval": ev})
-                if stop:
+                if events.cancelled:  # also when asked during this step's progress report
                     last_ckpt = checkpoint(done)
                     raise TrainingInterrupted(done)
                 if done != total and (done % options.checkpoint_every == 0
@@ -316,14 +320,19 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
         raise oom_error(step, -1, data, config, last_ckpt is not None) from None
 
     seconds = elapsed_before + time.perf_counter() - t0
+    marks["loop"] = time.perf_counter()
     if total > start_step or last_ckpt is None:
         last_ckpt = checkpoint(total)
+    marks["checkpoint"] = time.perf_counter()
     final_sh = sh_degree_at(total - 1, config.sh_degree, config.sh_interval)
     views = eval_views if eval_views is not None else train_views
     final = evaluate(params, views, final_sh, backend, device, config.rasterize_mode, lpips_fn,
                      run.renders if options.save_renders else None)
     _append_metrics(run.metrics_jsonl, {"step": total, "elapsed_s": round(seconds, 3), "eval": final,
                                         **memory_snapshot(device)})
+    marks["final_eval"] = time.perf_counter()
+    names = list(marks)
+    phases = {f"{b}_s": round(marks[b] - marks[a], 3) for a, b in zip(names, names[1:])}
     trained_steps = total - start_step
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
     result = TrainResult(steps=total, seconds=round(seconds, 3), eval=final, num_gaussians=len(params["means"]),
@@ -335,7 +344,7 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
     train_json.update(eval_on="held-out" if eval_views is not None else "training views (no hold-out)",
                       held_out=len(eval_views) if eval_views is not None else 0, train_views=len(train_views),
                       resolution=list(train_views.size(0)), undistorted=data.undistorted,
-                      checkpoint=last_ckpt.name if last_ckpt else None, config=to_dict(config))
+                      checkpoint=last_ckpt.name if last_ckpt else None, config=to_dict(config), phases=phases)
     atomic_write_json(run.train_json, train_json)
     return result
 
