@@ -56,6 +56,9 @@ def main() -> None:
     for name in ("transforms.json", "sparse_points.ply", "points.ply"):
         if (args.run / name).exists():
             shutil.copy2(args.run / name, scratch.root / name)
+    for name in ("images_undistorted", "frames", "images"):
+        if (args.run / name).is_dir():
+            (scratch.root / name).symlink_to((args.run / name).resolve())
     from splatforge.options import parse_assignments
 
     options = from_dict(TrainOptions, {"preset": args.preset, "resume": False, "show_progress": False,

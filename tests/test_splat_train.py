@@ -345,6 +345,13 @@ def test_coarse_to_fine_schedule_renders_smaller_images_early(capture32, tmp_pat
     preset = apply_overrides(PRESETS["fast"], {"resolution_schedule": [[0.3, 4], [0.6, 2]]})
     assert [preset.resolution_factor(s) for s in (0, 899, 900, 1799, 1800, 2999)] == [4, 4, 2, 2, 1, 1]
     assert preset.scaled_to(300).resolution_factor(100) == 2  # fractions survive --steps
+    several = apply_overrides(PRESETS["fast"], {"resolution_schedule": [[0.3, 4, 4], [0.6, 2]], "batch_size": 2})
+    assert [several.phase_at(s) for s in (0, 899, 900, 2999)] == [(4, 8), (4, 8), (2, 2), (1, 2)]
+    from splatforge.splat.trainer import BatchSampler
+
+    sampler = BatchSampler(5, [3, 3, 1, 1], seed=0, device=torch.device("cpu"))
+    drawn = [sampler.at(s).tolist() for s in range(4)]
+    assert [len(d) for d in drawn] == [3, 3, 1, 1] and sorted(drawn[0] + drawn[1][:2]) == [0, 1, 2, 3, 4]
     run = fresh_run(capture32, tmp_path)
-    result = train(run, options(40, log_every=10, overrides={**SHORT, "resolution_schedule": [[0.5, 2]]}))
+    result = train(run, options(40, log_every=10, overrides={**SHORT, "resolution_schedule": [[0.5, 2, 3]]}))
     assert result.steps == 40 and result.eval["psnr"] > result.initial_eval["psnr"]

@@ -101,11 +101,13 @@ class TrainConfig:
     ssim_weight: float = 0.2
     rasterize_mode: Literal["classic", "antialiased"] = "classic"
     random_background: bool = False
-    # Coarse-to-fine: ((fraction_of_run, factor), ...) renders and compares at 1/factor resolution until
-    # that fraction of the steps, e.g. ((0.3, 4), (0.6, 2)): 1/4 size for the first 30 %, then 1/2 until
-    # 60 %, then full size. Early steps fix colours and coarse geometry, which low resolution does as
-    # well at a fraction of the cost; fine detail is learnt at full size at the end.
-    resolution_schedule: tuple[tuple[float, int], ...] = ()
+    # Coarse-to-fine: ((fraction_of_run, factor[, views]), ...) renders and compares at 1/factor resolution
+    # until that fraction of the steps, e.g. ((0.3, 4), (0.6, 2)): 1/4 size for the first 30 %, then 1/2
+    # until 60 %, then full size. Early steps fix colours and coarse geometry, which low resolution does as
+    # well at a fraction of the cost; fine detail is learnt at full size at the end. `views` (default 1)
+    # cameras per step in that phase, times batch_size: small images leave the GPU idle, and a step's
+    # fixed cost (kernel launches, Python) is then shared by several views.
+    resolution_schedule: tuple[tuple[float, ...], ...] = ()
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -116,6 +118,9 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.strategy.cap_max is not None and self.strategy.cap_max < 1:
             raise ValueError("the Gaussian cap must be at least 1")
+        for phase in self.resolution_schedule:
+            if not 2 <= len(phase) <= 3 or not 0 < phase[0] <= 1 or phase[1] < 1 or (len(phase) == 3 and phase[2] < 1):
+                raise ValueError(f"resolution_schedule entries are (fraction 0..1, factor >= 1[, views >= 1]), not {phase}")
 
     def scaled_to(self, steps: int) -> TrainConfig:
         """The same recipe stretched to `steps`."""
@@ -124,12 +129,15 @@ class TrainConfig:
         f = steps / self.steps
         return replace(self, steps=steps, sh_interval=_scaled(self.sh_interval, f), strategy=self.strategy.scaled(f))
 
-    def resolution_factor(self, step: int) -> int:
-        """Downscale factor of the rendered and target images at `step` (1 = full size)."""
-        for fraction, factor in self.resolution_schedule:
+    def phase_at(self, step: int) -> tuple[int, int]:
+        """(downscale factor, cameras per step) at `step`: (1, batch_size) after the coarse phases."""
+        for fraction, factor, *views in self.resolution_schedule:
             if step < fraction * self.steps:
-                return max(1, int(factor))
-        return 1
+                return max(1, int(factor)), self.batch_size * max(1, int(views[0]) if views else 1)
+        return 1, self.batch_size
+
+    def resolution_factor(self, step: int) -> int:
+        return self.phase_at(step)[0]
 
 
 _COARSE_TO_FINE = ((0.3, 4), (0.6, 2))
