@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from splatforge.capture.ingest import sniff_kind
 from splatforge.errors import InputError, TrainingError
-from splatforge.ingest import sniff_kind
 from splatforge.rundir import STAGES, atomic_write_json, atomic_write_text
 
 STEP_SECONDS = float(os.environ.get("SPLATFORGE_FAKE_STEP_S", "0.05"))

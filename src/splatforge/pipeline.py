@@ -153,7 +153,7 @@ def run_pipeline(source: Path | None, run: RunDir, options: PipelineOptions | No
 
     # 1. frames -------------------------------------------------------------------------------
     def do_frames(summary: dict[str, Any]) -> None:
-        from splatforge.ingest import ingest
+        from splatforge.capture.ingest import ingest
 
         result = ingest(source, run, frame_count=options.frame_count, frame_fps=options.frame_fps)
         summary.update(result.to_dict())

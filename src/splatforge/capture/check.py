@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from splatforge.capture.frames import FrameOptions, sample_video
-from splatforge.capture.images import ImageInfo, list_images, read_for_analysis, read_info
+from splatforge.capture.imageio import ImageInfo, list_images, read_for_analysis, read_info
 from splatforge.capture.matching import (
     MatchOptions,
     PairMatch,
