@@ -294,6 +294,19 @@ def test_heic_without_a_decoder_is_refused_with_how_to_convert(tmp_path, monkeyp
     assert not (tmp_path / "run" / "frames").exists()  # refused before anything was written
 
 
+def test_capture_check_of_heic_without_a_decoder_says_how_to_convert(tmp_path, monkeypatch):
+    pytest.importorskip("pillow_heif")
+    from splatforge.capture import check_capture
+
+    imageio.heif_decoder_available()
+    for i in range(3):
+        Image.fromarray(photo(seed=i)).save(tmp_path / f"IMG_{i}.HEIC")
+    monkeypatch.setattr(imageio, "heif_decoder_available", lambda: False)
+    with pytest.raises(InputError) as err:
+        check_capture(tmp_path)
+    assert "HEIC" in err.value.message and "heif-convert" in err.value.advice
+
+
 def test_upload_check_accepts_heic_and_names_it_so(tmp_path):
     pytest.importorskip("pillow_heif")
     from splatforge.service.settings import UploadLimits

@@ -5,7 +5,9 @@ re-run, resumed, or run on another machine. Layout (paths relative to the run fo
 
     run.json                 manifest: versions, configuration, each stage's status/start/end/error
     input/                   what the user gave, when it had to be unpacked (zip) or linked
-    frames/                  the images the pipeline works on (extracted video frames or linked photos)
+    frames/                  the images the pipeline works on (extracted video frames or the photos:
+                             upright 8-bit RGB JPEG/PNG, no EXIF orientation; see capture/imageio.py)
+    ingest.json              per photo: source, linked / copied / written, what was changed, size
     frames.json              per frame: source (file or video time stamp), sharpness, source index
     quality.json             capture check result (score, verdict, advice, per-image measures)
     quality/                 contact sheet (PNG + HTML)

@@ -31,7 +31,6 @@ from splatforge.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif", ".hif",
                             ".avif"})
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")  # what ingest leaves in frames/
 FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "bmp": ".bmp", "tiff": ".tif", "webp": ".webp", "heif": ".heic",
                  "avif": ".avif"}
 LOSSY_FORMATS = frozenset({"jpeg", "heif", "avif"})  # re-written as JPEG; the others as PNG (no loss added)
