@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from splatforge.capture.ingest import sniff_kind
 from splatforge.errors import InputError
-from splatforge.ingest import sniff_kind
 from splatforge.pipeline import RunOptions, stages
 from splatforge.rundir import atomic_write_json, atomic_write_text
 from splatforge.stage import Cancelled, Events, TrainMetrics

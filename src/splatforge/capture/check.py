@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from splatforge.capture.frames import FrameOptions, sample_video
-from splatforge.capture.images import ImageInfo, list_images, read_for_analysis, read_info
+from splatforge.capture.imageio import ImageInfo, MissingDecoder, list_images, read_for_analysis, read_info
 from splatforge.capture.matching import (
     MatchOptions,
     PairMatch,
@@ -171,6 +171,8 @@ def _load_folder(folder: Path, options: CheckOptions, pool: ThreadPoolExecutor) 
     def load(path: Path) -> _Loaded:
         try:
             info = read_info(path)
+        except MissingDecoder:
+            raise  # HEIC without its decoder: say how to convert, not "unreadable"
         except Exception:
             return _Loaded(path.name, ImageInfo(0, 0, 1), None)
         return _Loaded(path.name, info, read_for_analysis(path, info, options.analysis_size))

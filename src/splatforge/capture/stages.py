@@ -14,7 +14,7 @@ from splatforge.stage import Events, Stage
 
 
 def _run_frames(run: RunDir, options: FrameOptions, events: Events) -> dict[str, Any]:
-    from splatforge.ingest import ingest
+    from splatforge.capture.ingest import ingest
 
     source = run.read_manifest().get("input")
     if not source:

@@ -298,10 +298,9 @@ def training_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[st
 
 def pair_psnr(path: Path) -> float | None:
     """PSNR (dB, 8-bit) between the two halves of a render | photograph PNG; None if it is not such a pair."""
-    from PIL import Image
+    from splatforge.capture.imageio import read_image
 
-    with Image.open(path) as im:
-        pixels = np.asarray(im.convert("RGB"), dtype=np.float64)
+    pixels = read_image(path).astype(np.float64)
     width = pixels.shape[1]
     if width < 2 or width % 2:
         return None

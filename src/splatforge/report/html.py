@@ -68,12 +68,13 @@ def _img(data: bytes | None, alt: str, mime: str = "image/png") -> str:
 def _render_jpeg(path: Path, max_width: int, quality: int) -> bytes:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.width > max_width:
-            im = im.resize((max_width, max(1, round(im.height * max_width / im.width))), Image.LANCZOS)
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=quality, optimize=True)
+    from splatforge.capture.imageio import read_image
+
+    im = Image.fromarray(read_image(path))
+    if im.width > max_width:
+        im = im.resize((max_width, max(1, round(im.height * max_width / im.width))), Image.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
     return buf.getvalue()
 
 

@@ -1,7 +1,7 @@
 """Check an upload by content and bounds, and lay it out in the job's folder.
 
 Accepted: any number of images, or exactly one video, or exactly one zip of either. The kind of each
-file comes from its bytes (`splatforge.ingest.sniff_kind`), never from its name; images are decoded
+file comes from its bytes (`splatforge.capture.ingest.sniff_kind`), never from its name; images are decoded
 fully (a truncated file is refused), videos must yield a first frame, zips go through
 `safe_extract_zip`. Stored names are made up from a sanitized base name and the sniffed kind, so no
 client-supplied name can place a file outside `upload/`.
@@ -17,12 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from splatforge.capture import imageio
+from splatforge.capture.ingest import ZipLimits, safe_extract_zip, sniff_kind
 from splatforge.errors import InputError, SplatforgeError
-from splatforge.ingest import ZipLimits, safe_extract_zip, sniff_kind
 from splatforge.service.settings import UploadLimits
-
-_IMAGE_SUFFIX = {b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif",
-                 b"RIFF": ".webp"}
 
 
 class UploadRefused(SplatforgeError):
@@ -61,9 +59,7 @@ def _content_kind(path: Path) -> str | None:
 
 
 def _image_suffix(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return next((suffix for magic, suffix in _IMAGE_SUFFIX.items() if head.startswith(magic)), ".img")
+    return imageio.FORMAT_SUFFIX.get(imageio.file_format(path) or "", ".img")
 
 
 def check_image(path: Path, shown_name: str, limits: UploadLimits) -> tuple[int, int]:
@@ -71,13 +67,16 @@ def check_image(path: Path, shown_name: str, limits: UploadLimits) -> tuple[int,
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with imageio.open_image(path) as img:
             width, height = img.size
             if width * height > limits.max_image_pixels:
                 raise UploadRefused(413, f"{shown_name} is {width}x{height} = {width * height / 1e6:.0f} MP "
                                     f"(limit {limits.max_image_pixels / 1e6:.0f} MP per image)",
                                     "downscale the images (12-24 MP is plenty) and upload again")
             img.load()
+    except imageio.MissingDecoder as exc:
+        raise UploadRefused(415, f"{shown_name} is a HEIC/HEIF photo and this server has no HEIC decoder",
+                            exc.advice) from None
     except UploadRefused:
         raise
     except Image.DecompressionBombError:
