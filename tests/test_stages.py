@@ -188,3 +188,13 @@ def test_cancel_before_a_stage_stops_it_and_records_nothing_as_done(tiny_capture
     assert time.perf_counter() - t0 < 60
     stages_done = read_json(run.manifest)["stages"]
     assert stages_done["check"]["status"] == "done" and "poses" not in stages_done
+
+
+def test_help_shows_flags_as_flags():
+    proc = subprocess.run([sys.executable, "-m", "splatforge", "run", "--help"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "120"})
+    assert proc.returncode == 0 and "--force" in proc.stdout and "--set KEY=VALUE" in proc.stdout
+    assert "<bool>" not in proc.stdout
+    poses = subprocess.run([sys.executable, "-m", "splatforge", "poses", "--help"], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "COLUMNS": "120"})
+    assert "-o, --out" in poses.stdout and "<bool>" not in poses.stdout

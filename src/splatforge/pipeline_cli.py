@@ -165,7 +165,7 @@ def run_command(
     max_gaussians: int = typer.Option(None, "--max-gaussians", help="Cap on the number of Gaussians."),
     checkpoint_every: int = typer.Option(None, help="A checkpoint every N training steps (default 1000) ..."),
     checkpoint_every_s: float = typer.Option(None, help="... or every S seconds, whichever comes first (default 60)."),
-    assignments: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document with the result."),
 ) -> None:
     """Everything: frames -> check -> poses -> train -> export -> report, resumable."""

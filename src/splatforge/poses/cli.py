@@ -20,7 +20,7 @@ def poses(
     max_image_size: int = typer.Option(None, "--max-image-size", help="Longest side for feature extraction."),
     vggt_weights: Path = typer.Option(None, "--vggt-weights", help="VGGT checkpoint or local model folder."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all)."),
-    assignments: list[str] = typer.Option(None, "--set", help="Any pose option, e.g. --set max_num_features=8192."),
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any pose option, e.g. --set max_num_features=8192."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Estimate camera poses; write sparse/0, images_undistorted/, transforms.json and poses.json."""

@@ -52,7 +52,7 @@ def train_command(
     seed: int | None = typer.Option(None, "--seed"),
     checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (1000)."),
     checkpoint_every_s: float | None = typer.Option(None, "--checkpoint-every-s", help="Seconds between checkpoints (60)."),
-    assignments: list[str] = typer.Option(None, "--set", help="Any training option or recipe key, e.g. "
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any training option or recipe key, e.g. "
                                            "--set batch_size=2 --set strategy.refine_every=50."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
