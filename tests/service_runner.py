@@ -63,9 +63,10 @@ def fake_pipeline(source, run, options=None, progress=None):
                 files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
                 images = [p for p in files if sniff_kind(p) == "image"]
                 videos = [p for p in files if sniff_kind(p) == "video"]
-                if len(images) < 3 and not videos:
-                    raise InputError(f"only {len(images)} image(s): too few to reconstruct a scene",
-                                     "take at least 20 overlapping photos around the subject")
+                if len(images) < 3 and not videos:  # worded like the CLI's errors: a path, a flag
+                    raise InputError(f"only {len(images)} image(s) in {source}: too few to reconstruct a scene",
+                                     "take at least 20 overlapping photos around the subject, or re-run with "
+                                     "--force to try anyway")
                 run.frames.mkdir(exist_ok=True)
                 for p in images:
                     (run.frames / p.name).write_bytes(p.read_bytes())
@@ -95,7 +96,7 @@ def fake_pipeline(source, run, options=None, progress=None):
                     if step % CHECKPOINT_EVERY == 0 or step == total:
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
                     answer = emit({"stage": "train", "fraction": step / total, "total": total, **line})
-                    if answer == "stop" and options.extra.get("honour_stop"):  # like the trainer: checkpoint, raise
+                    if answer == "stop" and not options.extra.get("ignore_stop"):  # like the trainer: checkpoint, raise
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
                         raise TrainingError(f"training stopped by request at step {step}; a checkpoint was written",
                                             "run again to continue from it")
@@ -110,3 +111,28 @@ def fake_pipeline(source, run, options=None, progress=None):
                 atomic_write_text(run.report_html, "<!doctype html><title>report</title><h1>Fake report</h1>")
         emit({"stage": stage, "fraction": 1.0, "message": "done"})
     return None
+
+
+def stubborn_pipeline(source, run, options=None, progress=None):
+    """`fake_pipeline` that never hears a stop: it swallows the answers and the JobStopped raised to it,
+    like a stage busy in native code. Only a kill ends it early."""
+    from splatforge.service.executor import JobStopped
+
+    def deaf(event):
+        try:
+            progress(event)
+        except JobStopped:
+            pass
+        return None
+
+    return fake_pipeline(source, run, options, deaf if progress else None)
+
+
+def crashing_pipeline(source, run, options=None, progress=None):
+    """Dies like a worker killed by the kernel, once training has started."""
+    def crash_in_train(event):
+        if event.get("stage") == "train" and event.get("step", 0) >= 3:
+            os._exit(3)
+        return progress(event) if progress else None
+
+    return fake_pipeline(source, run, options, crash_in_train)

@@ -114,7 +114,37 @@ def _mp4(frames: int = 10) -> bytes:
     return buf.getvalue()
 
 
+def _zip_with_bad_crc() -> bytes:
+    data = bytearray(_zip({"a.png": png_bytes(6), "b.png": png_bytes(7)}))
+    start = data.index(b"\x89PNG", 40)  # inside the second member's data: its CRC no longer matches
+    data[start + 200] ^= 0xFF
+    return bytes(data)
+
+
+def _zip_with_corrupt_deflate() -> bytes:
+    data = bytearray(_zip({"a.png": png_bytes(8), "b.png": png_bytes(9)}, zipfile.ZIP_DEFLATED))
+    header = data.index(b"PK\x03\x04", 10)  # the second member
+    name_len, extra_len = int.from_bytes(data[header + 26:header + 28], "little"), int.from_bytes(data[header + 28:header + 30], "little")
+    body = header + 30 + name_len + extra_len
+    data[body:body + 8] = b"\xff" * 8  # a deflate block type that does not exist
+    return bytes(data)
+
+
+def _jpeg_with_a_lying_header(side: int = 500) -> bytes:
+    """A 64x48 JPEG whose frame header claims side x side (the issue's was 7000x7000; this server's pixel
+    bound is lower): Pillow decodes it into grey filler without a word."""
+    data = bytearray(jpeg_bytes(9))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+    return bytes(data)
+
+
 BAD_UPLOADS = {
+    "zip with a bad CRC": (422, "damaged", [("files", ("crc.zip", _zip_with_bad_crc(), "application/zip"))]),
+    "zip with a corrupt deflate stream": (422, "damaged", [("files", ("z.zip", _zip_with_corrupt_deflate(),
+                                                                      "application/zip"))]),
+    "jpeg whose header lies about its size": (422, "damaged", [*image_files(3), ("files", (
+        "big.jpg", _jpeg_with_a_lying_header(), "image/jpeg"))]),
     "not an image": (415, "not an image", [("files", ("photo.jpg", b"hello, this is text" * 10, "image/jpeg"))]),
     "truncated png": (422, "truncated", [("files", ("a.png", png_bytes(1)[:400], "image/png"))]),
     "truncated jpeg": (422, "truncated", [("files", ("a.jpg", jpeg_bytes(1)[:600], "image/jpeg"))]),
@@ -155,6 +185,40 @@ def test_bad_options_are_refused(service):
     assert r.status_code == 422 and "steps" in r.json()["error"]
     r = service.post("/v1/jobs", data={"preset": "fast"})
     assert r.status_code == 422 and r.json()["advice"]
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"preset": ""}, "preset is empty"),
+    ({"steps": ""}, "steps is empty"),
+    ({"max_gaussians": "1000"}, "does not take"),
+    ({"colour": "red"}, "not a job option"),
+    ({"preset": ["fast", "quality"]}, "2 times"),
+], ids=["empty preset", "empty steps", "a CLI-only option", "an unknown field", "an option twice"])
+def test_options_that_would_be_ignored_are_refused(service, data, words):
+    before = job_dirs(service)
+    r = service.post("/v1/jobs", files=image_files(3), data=data)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["error"] and r.json()["advice"]
+    assert job_dirs(service) == before
+
+
+def test_list_refuses_offsets_beyond_any_database(service):
+    r = service.get("/v1/jobs?offset=9223372036854775808")
+    assert r.status_code == 422 and "offset" in r.json()["error"]
+    assert service.get("/v1/jobs?offset=1000000000").status_code == 200
+
+
+def test_errors_shown_to_clients_have_no_server_paths_or_cli_wording(service):
+    job = submit(service, files=image_files(2))
+    final = wait_state(service, job["id"])
+    assert final["state"] == "failed"
+    error = final["error"]["message"] + " " + final["error"]["advice"]
+    assert "too few" in error and "upload" in error
+    assert str(service.settings.workspace) not in error and "/tmp" not in error
+    assert "--force" not in error and "re-run" not in error
+    assert "force=true" in error and "submit the capture again" in error
+    job_log = service.get(f"/v1/jobs/{job['id']}/log").text  # the log stays verbatim, for the administrator
+    assert "--force" in job_log
 
 
 def test_token_is_required_and_checked(service):
@@ -420,7 +484,7 @@ def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path, honour_stop)
     (job_dir / "upload").mkdir(parents=True)
     for _, (name, data, _) in image_files(3):
         (job_dir / "upload" / name).write_bytes(data)
-    job = store.create("k" * 22, {"steps": 400, "extra": {"honour_stop": honour_stop}},
+    job = store.create("k" * 22, {"steps": 400, "extra": {"ignore_stop": not honour_stop}},
                        {"kind": "images", "source": "upload"}, owner="t")
     result = {}
     spec = TaskSpec(job.id, 0, db_url, str(job_dir), fake_pipeline, progress_interval_s=0.05)

@@ -25,10 +25,12 @@ import json
 import os
 import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -152,8 +154,11 @@ def _read_events(ray: LocalRay) -> None:
 
 # --- the keeper process ------------------------------------------------------------------------------
 def _emit(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+    except OSError:  # the server is gone; teardown follows
+        pass
 
 
 def _become_subreaper() -> None:
@@ -241,14 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     _become_subreaper()
     port = _free_port()
+    # A private temp dir: `ray start` records its address in <temp dir>/ray_current_cluster, and a plain
+    # `ray.init()` anywhere on this machine would otherwise connect to (or fail on) this server's Ray.
+    temp_dir = tempfile.mkdtemp(prefix="splatforge-ray-")
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
-               "--include-dashboard=false", "--disable-usage-stats"]
+               f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"]
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")
     started = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr)
     core = _core_processes()
     if started.returncode != 0 or set(core) != set(CORE_PROCESSES):
-        _emit({"error": f"`ray start` exited with code {started.returncode}; found {sorted(core) or 'nothing'}"})
+        _emit({"error": f"`ray start` exited with code {started.returncode}; found {sorted(core) or 'nothing'}; "
+                        f"Ray's logs are in {temp_dir}"})
         _teardown()
         return 1
     _emit({"address": f"127.0.0.1:{port}", "keeper_pid": os.getpid()})
@@ -260,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             break  # the server is gone (or asked us to stop by closing the pipe)
         dead = _dead_core(core)
         if dead:
-            _emit({"dead": dead})
-            break
+            _emit({"dead": dead, "logs": temp_dir})
+            sys.stderr.write(f"Ray's {dead} died; its logs are kept in {temp_dir}\n")
+            _teardown()
+            return 1
     _teardown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 
 
