@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service_runner import CHECKPOINT_EVERY
 from service_support import (
     RUNNER,
     TESTS_DIR,
@@ -440,12 +441,47 @@ def test_server_killed_mid_job_finishes_the_job_after_restart(tmp_path):
         assert final["attempt"] == 1 and final["metrics"]["final"]["steps"] == 60
         resumes = json.loads((tmp_path / "jobs" / job_id / "run" / "resumes.json").read_text())
         assert resumes[0] == 0 and resumes[1] >= 15, resumes  # resumed from a checkpoint, not from scratch
+        assert lines - resumes[1] <= CHECKPOINT_EVERY, (lines, resumes)  # lost: at most one checkpoint interval
         store.close()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_server_restart_stops_jobs_with_a_checkpoint_and_loses_no_step(tmp_path):
+    address = ensure_ray()
+    db_url = fresh_db_url(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start_server(tmp_path, db_url, port, address)
+    try:
+        r = httpx.post(f"{base}/v1/jobs", files=image_files(5), data={"steps": "300"}, headers=AUTH, timeout=30)
+        job_id = r.json()["id"]
+        run = tmp_path / "jobs" / job_id / "run"
+        wait_for(lambda: httpx.get(f"{base}/v1/jobs/{job_id}", headers=AUTH).json()["metrics"].get("step", 0) >= 12,
+                 90, what="training to pass step 12")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        store = Store(db_url)
+        job = store.get(job_id)
+        assert job.state == "queued" and "restarting" in job.message, (job.state, job.message)
+        last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+        assert (run / "checkpoints" / f"ckpt_{last:07d}.pt").is_file(), "no checkpoint at the step it stopped"
+
+        proc = _start_server(tmp_path, db_url, port, address)
+        wait_for(lambda: len(json.loads((run / "resumes.json").read_text())) == 2, 60, what="training to resume")
+        assert json.loads((run / "resumes.json").read_text()) == [0, last]  # not one step lost
+        assert httpx.post(f"{base}/v1/jobs/{job_id}/cancel", headers=AUTH).status_code == 200
+        store.close()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 proc.kill()
 

@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -297,6 +298,7 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         try:
             yield
         finally:
+            await run_in_threadpool(drain_jobs, app.state.service, settings.shutdown_grace_s)
             await run_in_threadpool(ex.stop)
             store.close()
 
@@ -386,7 +388,8 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
             summary = store_upload(((f.filename, f.file) for f in files), job_dir, limits)
         except UploadRefused as exc:
             remove_job_dir(job_dir)
-            raise ApiError(exc.status, exc.message, exc.advice) from None
+            raise ApiError(exc.status, api_wording(exc.message, job_dir, settings.workspace),
+                           api_wording(exc.advice, job_dir, settings.workspace)) from None
         except BaseException:
             remove_job_dir(job_dir)
             raise
@@ -519,7 +522,8 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
             try:
                 return JSONResponse(camera_path_json(run.root))
             except InputError as exc:
-                raise ApiError(404, exc.message, "wait until the job has exported its splat") from None
+                raise ApiError(404, api_wording(exc.message, settings.jobs_dir / job.id, settings.workspace),
+                               "wait until the job has exported its splat") from None
         if name not in ARTIFACTS:
             raise ApiError(404, f"no artifact named {name!r}",
                            f"artifacts are: {', '.join([*ARTIFACTS, *COMPUTED_ARTIFACTS])}")
@@ -596,3 +600,28 @@ def recover_jobs(state: ServiceState) -> list[str]:
             state.executor.submit(job.id, attempt)
             recovered.append(job.id)
     return recovered
+
+
+def drain_jobs(state: ServiceState, grace_s: float) -> list[str]:
+    """At shutdown: queue this server's active jobs again under a new attempt, which their workers read as
+    "stop" (training stops at its next step with a checkpoint), and wait up to `grace_s` for them to stop.
+    The next start picks them up (`recover_jobs`) and loses no finished training step."""
+    running = getattr(state.executor, "running", None)
+    if running is None or grace_s <= 0:
+        return []
+    drained = []
+    for job_id in running():
+        try:
+            if state.store.claim_attempt(job_id, state.settings.server_name, ACTIVE,
+                                         message="queued again: the server is restarting") is not None:
+                drained.append(job_id)
+        except Exception as exc:  # noqa: BLE001 - shutting down regardless
+            log.warning("could not queue job %s again at shutdown: %s", job_id, exc)
+    deadline = time.monotonic() + grace_s
+    while drained and set(running()) & set(drained) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = set(running()) & set(drained)
+    if left:
+        log.warning("%d job(s) did not stop within %.0f s of the shutdown; they resume from their last "
+                    "checkpoint at the next start", len(left), grace_s)
+    return drained
