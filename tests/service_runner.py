@@ -128,10 +128,17 @@ def stubborn_pipeline(source, run, options=None, progress=None):
     return fake_pipeline(source, run, options, deaf if progress else None)
 
 
+CRASH_AT_STEP = 8
+
+
 def crashing_pipeline(source, run, options=None, progress=None):
-    """Dies like a worker killed by the kernel, once training has started."""
+    """Dies like a worker killed by the kernel (no exception, no word) at training step 8, once per run
+    folder: a retry goes past it."""
+    marker = Path(run.root) / "crashed-once"
+
     def crash_in_train(event):
-        if event.get("stage") == "train" and event.get("step", 0) >= 3:
+        if event.get("stage") == "train" and event.get("step", 0) >= CRASH_AT_STEP and not marker.exists():
+            marker.write_text(str(event["step"]))
             os._exit(3)
         return progress(event) if progress else None
 

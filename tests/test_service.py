@@ -538,3 +538,20 @@ def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path, honour_stop)
         assert (job_dir / "run" / "checkpoints" / f"ckpt_{steps[-1]:07d}.pt").is_file()
     assert "stopped" in (job_dir / "job.log").read_text()
     store.close()
+
+
+def test_api_wording_turns_the_pipelines_cli_texts_into_job_texts(tmp_path):
+    from splatforge.service.wording import api_wording
+
+    workspace = tmp_path / "ws"
+    job_dir = workspace / "jobs" / ("J" * 22)
+    artifacts = {"quality.json": f"/v1/jobs/{'J' * 22}/artifacts/quality.json"}
+    advice = (f"Retake the dark views. Details: {job_dir}/run/quality.json. To try anyway, re-run with --force.")
+    assert api_wording(advice, job_dir, workspace, artifacts) == (
+        f"Retake the dark views. Details: /v1/jobs/{'J' * 22}/artifacts/quality.json. To try anyway, submit the "
+        "capture again with the job option force=true.")
+    message = f"only 2 image(s) in {job_dir}/upload: see /usr/lib/python3/site-packages/torch/serialization.py"
+    assert api_wording(message, job_dir, workspace) == "only 2 image(s) in upload: see serialization.py"
+    assert "(a setting of the command line" in api_wording("lower --max-gaussians", job_dir, workspace)
+    kept = "retry with POST /v1/jobs/abc/retry, then GET /v1/jobs/abc/log"
+    assert api_wording(kept, job_dir, workspace) == kept

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 
+from service_runner import CHECKPOINT_EVERY, CRASH_AT_STEP
 from service_support import RUNNER, ThreadServer, ensure_ray, fresh_db_url, image_files, wait_for
 from splatforge.service.app import create_app
 from splatforge.service.settings import ServiceSettings
@@ -306,6 +307,17 @@ def test_watcher_outlives_store_and_ray_errors_and_records_a_crash_later(tmp_pat
         assert FlakyStore.failures == 0 and calls["n"] >= 2
         assert all(t.is_alive() for t in executor._threads)
         assert "could not record job" in caplog.text
+
+        # A retry after the worker's death resumes from the checkpoint before it: the loss is what was
+        # trained since that checkpoint.
+        attempt = store.claim_attempt(created.id, "t", states=("failed",))
+        executor.submit(created.id, attempt)
+        done = wait_for(lambda: (lambda j: j if j.state in ("succeeded", "failed") else None)(Store(db_url).get(created.id)),
+                        90, what="the retry to finish")
+        assert done.state == "succeeded", done.error
+        run = jobs_dir / created.id / "run"
+        resumes = json.loads((run / "resumes.json").read_text())
+        assert resumes == [0, (CRASH_AT_STEP // CHECKPOINT_EVERY) * CHECKPOINT_EVERY], resumes
     finally:
         executor.stop()
         store.close()
