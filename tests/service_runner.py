@@ -65,9 +65,10 @@ def fake_pipeline(source, run, options: RunOptions | None = None, events: Events
                 files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
                 images = [p for p in files if sniff_kind(p) == "image"]
                 videos = [p for p in files if sniff_kind(p) == "video"]
-                if len(images) < 3 and not videos:
-                    raise InputError(f"only {len(images)} image(s): too few to reconstruct a scene",
-                                     "take at least 20 overlapping photos around the subject")
+                if len(images) < 3 and not videos:  # worded like the CLI's errors: a path, a flag
+                    raise InputError(f"only {len(images)} image(s) in {source}: too few to reconstruct a scene",
+                                     "take at least 20 overlapping photos around the subject, or re-run with "
+                                     "--force to try anyway")
                 run.frames.mkdir(exist_ok=True)
                 for p in images:
                     (run.frames / p.name).write_bytes(p.read_bytes())
@@ -98,7 +99,7 @@ def fake_pipeline(source, run, options: RunOptions | None = None, events: Events
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
                     events.progress("train", step / total, f"step {step}/{total}",
                                     train=TrainMetrics(total=total, **line))
-                    if events.cancelled:  # like the trainer: checkpoint, then a clean stop
+                    if events.cancelled and not IGNORE_CANCEL:  # like the trainer: checkpoint, clean stop
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
                         raise Cancelled("train", f"stopped at step {step}; a checkpoint was written")
                 atomic_write_json(run.train_json, {"steps": total, "seconds": time.perf_counter() - t0,
@@ -112,3 +113,37 @@ def fake_pipeline(source, run, options: RunOptions | None = None, events: Events
                 atomic_write_text(run.report_html, "<!doctype html><title>report</title><h1>Fake report</h1>")
         events.progress(stage, 1.0, "done")
     return None
+
+
+IGNORE_CANCEL = False  # set by `stubborn_pipeline`: a stage busy in native code never hears a cancel
+
+
+def stubborn_pipeline(source, run, options=None, events=None):
+    """`fake_pipeline` that never hears a stop, like a stage busy in native code: only a kill ends it."""
+    global IGNORE_CANCEL
+    IGNORE_CANCEL = True
+    try:
+        return fake_pipeline(source, run, options, events)
+    finally:
+        IGNORE_CANCEL = False
+
+
+CRASH_AT_STEP = 8
+
+
+def crashing_pipeline(source, run, options=None, events=None):
+    """Dies like a worker killed by the kernel (no exception, no word) at training step 8, once per run
+    folder: a retry goes past it."""
+    events = events or Events()
+    marker = Path(run.root) / "crashed-once"
+    report = events.on_progress
+
+    def crash_in_train(event):
+        if event.train is not None and event.train.step >= CRASH_AT_STEP and not marker.exists():
+            marker.write_text(str(event.train.step))
+            os._exit(3)
+        if report is not None:
+            report(event)
+
+    events.on_progress = crash_in_train
+    return fake_pipeline(source, run, options, events)
