@@ -191,10 +191,15 @@ def test_bad_options_are_refused(service):
 @pytest.mark.parametrize("data, words", [
     ({"preset": ""}, "preset is empty"),
     ({"steps": ""}, "steps is empty"),
-    ({"max_gaussians": "1000"}, "does not take"),
-    ({"colour": "red"}, "not a job option"),
+    ({"gpu": "1"}, "unknown job option 'gpu'"),
+    ({"colour": "red"}, "unknown job option 'colour'"),
     ({"preset": ["fast", "quality"]}, "2 times"),
-], ids=["empty preset", "empty steps", "a CLI-only option", "an unknown field", "an option twice"])
+    ({"options": '{"poses.mapper": "sideways"}'}, "mapper must be one of"),
+    ({"options": '{"train.nonsense": 1}'}, "unknown option 'train.nonsense'"),
+    ({"options": '{"from_stage": "train"}'}, "cannot be set on a job"),
+    ({"options": "not json"}, "not valid JSON"),
+], ids=["empty preset", "empty steps", "a CLI-only option", "an unknown field", "an option twice",
+        "a bad value of a stage option", "an unknown stage option", "a pipeline-only option", "options not JSON"])
 def test_options_that_would_be_ignored_are_refused(service, data, words):
     before = job_dirs(service)
     r = service.post("/v1/jobs", files=image_files(3), data=data)

@@ -13,6 +13,7 @@ writes a checkpoint first), raising `Cancelled`.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -46,6 +47,7 @@ class TrainMetrics:
     gpu_reserved_gb: float | None = None
     host_rss_gb: float | None = None
     host_available_gb: float | None = None
+    host_total_gb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def run_stage(stage: Stage, run: RunDir, options: Any = None, events: Events | N
     options = options if options is not None else stage.options()
     events = events or Events()
     events.check(stage.name)
+    _take_over(stage, run)
     events.progress(stage.name, 0.0, "started")
     t0 = time.perf_counter()
     with run.stage(stage.name, options) as summary:
@@ -134,6 +137,24 @@ def run_stage(stage: Stage, run: RunDir, options: Any = None, events: Events | N
     seconds = round(time.perf_counter() - t0, 2)
     events.progress(stage.name, 1.0, "done", seconds=seconds)
     return summary
+
+
+def _take_over(stage: Stage, run: RunDir) -> None:
+    """A stage left "running": refuse while its process lives; if it died without a word, say what its last
+    records show (and keep it in run.json) before running it again."""
+    from splatforge import postmortem
+    from splatforge.errors import InputError
+
+    entry = run.read_manifest()["stages"].get(stage.name) or {}
+    if entry.get("status") != "running":
+        return
+    if postmortem.process_alive(entry.get("pid"), entry.get("host")) and entry.get("pid") != os.getpid():
+        raise InputError(f"{stage.name} in {run.root} is being run by process {entry['pid']} right now",
+                         "wait for it to finish, or stop it (Ctrl-C or kill) and run this again")
+    death = postmortem.diagnose(run, stage.name)
+    if death is not None:
+        log.warning("%s: %s. Running it again (%s).", stage.name, death.message, death.advice)
+        run.set_stage(stage.name, previous_death=death.to_dict())
 
 
 @contextmanager

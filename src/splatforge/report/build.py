@@ -142,6 +142,8 @@ def stages_section(manifest: dict) -> dict[str, Any]:
             "seconds": _num(entry.get("seconds")),
             "error": None if not error else {"type": error.get("type"), "message": error.get("message"),
                                              "advice": error.get("advice")},
+            # an earlier run of this stage that died without an error (see splatforge.postmortem)
+            "previous_death": entry.get("previous_death"),
         })
     total = sum(r["seconds"] or 0.0 for r in rows)
     failed = [r["name"] for r in rows if r["status"] in ("failed", "interrupted")]

@@ -321,6 +321,10 @@ def _stages(report: dict) -> str:
     rows = []
     for r in s["stages"]:
         err = _error_box(r.get("error")) if r.get("error") else ""
+        if r.get("previous_death"):
+            death = r["previous_death"]
+            err += _error_box({"type": "an earlier run stopped without a word", "message": death.get("message"),
+                               "advice": death.get("advice")})
         rows.append(f'<tr><td>{escape(r["name"])}</td><td>{_badge(r.get("status"))}</td>'
                     f'<td class="num">{fmt.duration(r.get("seconds"))}</td>'
                     f'<td class="sub nowrap">{escape(_short_time(r.get("start")))}</td></tr>'

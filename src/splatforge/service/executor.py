@@ -196,6 +196,20 @@ def run_job(spec: TaskSpec) -> str:
         store.close()
 
 
+def _postmortem(job_dir: Path):
+    """What the job's run folder recorded before its worker died (see `splatforge.postmortem`)."""
+    from splatforge import postmortem
+    from splatforge.rundir import RunDir
+
+    try:
+        run = RunDir(job_paths(job_dir)["run"])
+        stage = postmortem.running_stage(run)
+        return postmortem.diagnose(run, stage, known_dead=True) if stage else None
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must never hide the failure itself
+        log.debug("post-mortem of %s: %s", job_dir, exc)
+        return None
+
+
 def explain_failure(exc: BaseException, spec: TaskSpec) -> tuple[str, str]:
     """(error, advice) to record for a job whose pipeline raised `exc`: a full disk is named as such
     (whatever the stage made of it), an input error keeps its own words, anything else is internal."""
@@ -462,6 +476,9 @@ class RayExecutor:
         else:
             message = f"the worker running this job stopped unexpectedly ({type(cause).__name__})"
             advice = INTERNAL_ADVICE.replace("{id}", job_id)
+            death = _postmortem(job_dir)
+            if death is not None:
+                message, advice = f"{message}: {death.message}", f"{death.advice}; then {advice}"
         self._record(job_id, task.attempt, ACTIVE, state="failed", finished_at=utcnow(), error=message,
                      advice=advice, message="failed")
 

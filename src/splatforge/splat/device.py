@@ -48,9 +48,10 @@ def memory_snapshot(device: torch.device) -> dict[str, float | None]:
     import psutil
 
     gib = 1024**3
+    machine = psutil.virtual_memory()
     out: dict[str, float | None] = {
         "host_rss_gb": round(psutil.Process().memory_info().rss / gib, 3),
-        "host_available_gb": round(psutil.virtual_memory().available / gib, 3),
+        "host_available_gb": round(machine.available / gib, 3), "host_total_gb": round(machine.total / gib, 3),
         "gpu_mem_gb": None, "gpu_reserved_gb": None}
     if device.type == "cuda":
         out["gpu_mem_gb"] = round(torch.cuda.memory_allocated(device) / gib, 3)
