@@ -16,7 +16,6 @@ import os
 import platform
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -224,10 +223,3 @@ def run_bench(captures: list[str], bench_dir: Path, options: BenchOptions | None
                 data["cells"].append(run_cell(name, source, poses, preset, rep, bench_dir, options, log))
                 write_outputs(data, bench_dir, baseline_data)
     return write_outputs(data, bench_dir, baseline_data)
-
-
-def median_and_spread(values: list[float]) -> tuple[float | None, float]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, 0.0
-    return statistics.median(values), (max(values) - min(values)) / 2 if len(values) > 1 else 0.0

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from splatforge.capture.frames import FrameOptions, sample_video
-from splatforge.capture.images import ImageInfo, list_images, read_for_analysis, read_info
+from splatforge.capture.imageio import ImageInfo, MissingDecoder, list_images, read_for_analysis, read_info
 from splatforge.capture.matching import (
     MatchOptions,
     PairMatch,
@@ -34,6 +34,7 @@ from splatforge.capture.matching import (
     retrieve,
 )
 from splatforge.capture.measures import downscale, exposure, normalise_thumbs, sharpness, thumbnail, to_gray
+from splatforge.console import log
 from splatforge.errors import CaptureRejected, InputError
 from splatforge.rundir import atomic_write_json
 
@@ -135,21 +136,16 @@ def write_quality(report: QualityReport, path: Path) -> None:
     atomic_write_json(path, report.to_dict())
 
 
-def gate(report: QualityReport, force: bool = False) -> None:
-    """The pipeline's stop sign: raise `CaptureRejected` (with the advice) on `will-fail` unless forced.
-
-    Typical use before pose estimation::
-
-        report = check_capture(rd.frames, report_dir=rd.quality_dir)
-        write_quality(report, rd.quality_json)
-        gate(report, force=force)
-    """
-    if report.verdict != "will-fail" or force:
+def gate(report: QualityReport, force: bool = False, details: str = "quality.json") -> None:
+    """The pipeline's stop sign: raise `CaptureRejected` (with the advice) on `will-fail` unless forced."""
+    if report.verdict != "will-fail":
+        return
+    if force:
+        log.warning("the capture check says will-fail; continuing because the gate was forced")
         return
     raise CaptureRejected(
-        f"the capture check predicts failure (score {report.score}/100): " + report.advice[0],
-        " ".join(report.advice[1:] + ["Fix the capture, or run again with --force to try anyway."]),
-    )
+        f"the capture check predicts that this capture cannot be reconstructed (score {report.score}/100)",
+        " ".join(report.advice[:4] + [f"Details: {details}. To try anyway, re-run with --force."]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,6 +171,8 @@ def _load_folder(folder: Path, options: CheckOptions, pool: ThreadPoolExecutor) 
     def load(path: Path) -> _Loaded:
         try:
             info = read_info(path)
+        except MissingDecoder:
+            raise  # HEIC without its decoder: say how to convert, not "unreadable"
         except Exception:
             return _Loaded(path.name, ImageInfo(0, 0, 1), None)
         return _Loaded(path.name, info, read_for_analysis(path, info, options.analysis_size))

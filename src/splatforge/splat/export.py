@@ -11,7 +11,6 @@ and the service's download page use (`formats.DEFAULT_COMPACT`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ import torch
 from splatforge.errors import InputError
 from splatforge.rundir import RunDir
 from splatforge.splat.checkpoint import load_checkpoint, newest_checkpoint
-from splatforge.splat.formats import DEFAULT_COMPACT, FORMATS, format_named, sh_degree_of, write_splat
+from splatforge.splat.export_options import ExportOptions
+from splatforge.splat.formats import FORMATS, format_named, sh_degree_of, write_splat
 
 # Kept importable from here: the PLY layout and its reader/writer (tests, the trainer's round trips).
 from splatforge.splat.formats.ply import (  # noqa: F401
@@ -30,29 +30,6 @@ from splatforge.splat.formats.ply import (  # noqa: F401
     vertices_to_params,
     write_ply,
 )
-
-
-@dataclass
-class ExportOptions:
-    """What the export stage writes into RUN/export/.
-
-    formats: names from `splat.formats.FORMATS`; the PLY is exact, the others quantise.
-    sh_degree: the highest spherical-harmonics degree to keep (None: all the checkpoint has; lower
-    makes every file smaller and view-dependent colour flatter). `.splat` holds degree 0 whatever this says.
-    """
-
-    formats: tuple[str, ...] = field(default_factory=lambda: ("ply", DEFAULT_COMPACT))
-    sh_degree: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.formats, str):
-            self.formats = (self.formats,)
-        names = [format_named(name).name for name in self.formats]  # unknown names: InputError with the list
-        if not names:
-            raise InputError("no export format given", f"give one or more of: {', '.join(FORMATS)}")
-        self.formats = tuple(dict.fromkeys(names))
-        if self.sh_degree is not None and not 0 <= self.sh_degree <= 3:
-            raise InputError(f"SH degree {self.sh_degree} is out of range", "give --sh-degree 0, 1, 2 or 3")
 
 
 def load_newest(run: RunDir) -> tuple[Path, dict[str, torch.Tensor], int | None]:
@@ -98,10 +75,12 @@ def export_splat(run: RunDir | Path | str, options: ExportOptions | None = None)
 
 
 def export_done(run: RunDir | Path | str, options: ExportOptions | None = None) -> bool:
-    """Whether every file of `options` is in export/ and none is older than the newest checkpoint
-    (for the export stage's `done`)."""
+    """Whether every file of `options` (default: the formats the last export recorded in run.json, else
+    the default ones) is in export/ and none is older than the newest checkpoint (the stage's `done`)."""
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
-    options = options or ExportOptions()
+    if options is None:
+        recorded = run.read_manifest()["stages"].get("export", {}).get("summary", {}).get("files")
+        options = ExportOptions(formats=tuple(recorded)) if recorded else ExportOptions()
     newest = newest_checkpoint(run.checkpoints)
     files = [run.export_file(name) for name in options.formats]
     if not all(f.is_file() for f in files):

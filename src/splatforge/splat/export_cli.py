@@ -27,7 +27,7 @@ def export_command(
 
     try:
         from splatforge.rundir import RunDir
-        from splatforge.splat.export import ExportOptions, export_splat, export_to
+        from splatforge.splat.export import ExportOptions, export_to
 
         rd = RunDir(run)
         if out is not None:
@@ -36,10 +36,12 @@ def export_command(
             if written[0]["format"] == "ply":
                 result["ply"] = written[0]["path"]  # the key this command's JSON always had
         else:
+            from splatforge.splat.stages import EXPORT
+            from splatforge.stage import run_stage
+
             options = ExportOptions(formats=(format_name,) if format_name else ExportOptions().formats,
                                     sh_degree=sh_degree)
-            with rd.stage("export", config={"formats": list(options.formats), "sh_degree": sh_degree}) as summary:
-                summary.update(export_splat(rd, options))
+            summary = run_stage(EXPORT, rd, options)
             written = list(summary["files"].values())
             result = {"ok": True, **summary}
     except SplatforgeError as exc:

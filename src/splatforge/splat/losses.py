@@ -51,9 +51,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
-def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
-    """L1 + ssim_weight * (1 - SSIM) (the issue's form; 3DGS scales L1 by 1 - ssim_weight). [B, H, W, 3]."""
-    return F.l1_loss(render, target) + ssim_weight * (1.0 - ssim(render, target))
+def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2,
+                     l1_weight: float = 1.0) -> torch.Tensor:
+    """l1_weight * L1 + ssim_weight * (1 - SSIM) of [B, H, W, 3] images (3DGS: 0.8 and 0.2)."""
+    return l1_weight * F.l1_loss(render, target) + ssim_weight * (1.0 - ssim(render, target))
 
 
 def lpips_weights_path() -> Path | None:

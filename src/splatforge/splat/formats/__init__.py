@@ -21,13 +21,15 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from splatforge.errors import InputError
 from splatforge.rundir import atomic_path
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # importing this module (options, format names) must not load torch
+    import torch
 
 
 @dataclass(frozen=True)
