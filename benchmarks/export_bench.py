@@ -106,11 +106,11 @@ class HoldOut:
         self.backend = resolve_backend("auto", self.device)
         self.rasterize_mode = "classic"
         try:
-            from splatforge.splat.presets import get_preset
+            from splatforge.splat.config import PRESETS
 
-            self.rasterize_mode = get_preset(config.get("preset") or "default").rasterize_mode
-        except Exception as exc:  # an unknown preset name: classic rasterisation
-            print(f"preset {config.get('preset')!r}: {exc}; rendering in classic mode", file=sys.stderr)
+            self.rasterize_mode = PRESETS[config.get("preset") or "default"].rasterize_mode
+        except (ImportError, KeyError) as exc:  # another layout of the presets, or a custom recipe
+            print(f"preset {config.get('preset')!r}: {exc!r}; rendering in classic mode", file=sys.stderr)
         data = load_data(read_scene(run.transforms_json), DataOptions(test_every=test_every, downscale=downscale),
                          self.device)
         if data.test is None:
