@@ -18,7 +18,9 @@ Only the first image (the render) gets a gradient; the second (the photo) is a c
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -27,22 +29,24 @@ import triton.language as tl
 from splatforge.splat.losses import _gauss_1d, ssim_window
 
 C1, C2 = 0.01**2, 0.03**2
-ROWS, BLOCK = 8, 128  # tile of the row-wise kernels (1 and 4): rows x values of a row
-VROWS, VBLOCK = 16, 64  # tile of the column-wise kernels (2 and 3): more rows, so fewer halo rows re-read
+# Tiles (rows, values of a row) of the row-wise kernels 1 and 4 and the column-wise 2 and 3 (more rows, so
+# fewer halo rows re-read), and warps per tile: 4 values a thread, ~60 registers on sm_90 (ptxas -v), no
+# spills. Not tuned on a GPU yet (benchmarks/ssim_bench.py --tiles compares others).
+ROW_TILE = (8, 128)
+COLUMN_TILE = (16, 64)
+NUM_WARPS = 8
 
 
 @triton.jit
 def _ssim_moments_hblur(x_ptr, y_ptr, p_ptr, m_ptr, n_rows, row_in, row_out, plane, C,
-                          WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+                        WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = (rows[:, None] < n_rows) & (cols[None, :] < row_out)
     src = rows[:, None].to(tl.int64) * row_in + cols[None, :]
-    w = tl.load(p_ptr)
-    xv = tl.load(x_ptr + src, mask=mask, other=0.0)
-    yv = tl.load(y_ptr + src, mask=mask, other=0.0)
-    mx, my, sxx, syy, sxy = w * xv, w * yv, w * xv * xv, w * yv * yv, w * xv * yv
-    for k in tl.static_range(1, WIN):
+    mx = tl.zeros([ROWS, BLOCK], dtype=tl.float32).to(m_ptr.dtype.element_ty)
+    my, sxx, syy, sxy = mx, mx, mx, mx
+    for k in range(WIN):  # a loop, not unrolled: unrolled, the hoisted loads spill registers
         w = tl.load(p_ptr + k)
         xv = tl.load(x_ptr + src + k * C, mask=mask, other=0.0)
         yv = tl.load(y_ptr + src + k * C, mask=mask, other=0.0)
@@ -61,19 +65,15 @@ def _ssim_moments_hblur(x_ptr, y_ptr, p_ptr, m_ptr, n_rows, row_in, row_out, pla
 
 @triton.jit
 def _ssim_vblur(m_ptr, p_ptr, part_ptr, d_ptr, H, Ho, row, plane_in, plane_out,
-                       WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, WRITE_GRAD: tl.constexpr):
+                WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, WRITE_GRAD: tl.constexpr):
     pid_c, pid_r, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_r * ROWS + tl.arange(0, ROWS)  # output rows of image b
     cols = pid_c * BLOCK + tl.arange(0, BLOCK)
     mask = (rows[:, None] < Ho) & (cols[None, :] < row)
     src = (b * H + rows)[:, None].to(tl.int64) * row + cols[None, :]
-    w = tl.load(p_ptr)
-    mx = w * tl.load(m_ptr + src, mask=mask, other=0.0)
-    my = w * tl.load(m_ptr + plane_in + src, mask=mask, other=0.0)
-    sxx = w * tl.load(m_ptr + 2 * plane_in + src, mask=mask, other=0.0)
-    syy = w * tl.load(m_ptr + 3 * plane_in + src, mask=mask, other=0.0)
-    sxy = w * tl.load(m_ptr + 4 * plane_in + src, mask=mask, other=0.0)
-    for k in tl.static_range(1, WIN):
+    mx = tl.zeros([ROWS, BLOCK], dtype=tl.float32).to(m_ptr.dtype.element_ty)
+    my, sxx, syy, sxy = mx, mx, mx, mx
+    for k in range(WIN):
         w = tl.load(p_ptr + k)
         off = src + k * row
         mx += w * tl.load(m_ptr + off, mask=mask, other=0.0)
@@ -107,9 +107,8 @@ def _ssim_vblur_t(d_ptr, p_ptr, t_ptr, H, Ho, row, plane_in, plane_out,
     cols = pid_c * BLOCK + tl.arange(0, BLOCK)
     in_tile = (rows[:, None] < H) & (cols[None, :] < row)
     t1 = tl.zeros([ROWS, BLOCK], dtype=tl.float32).to(t_ptr.dtype.element_ty)
-    t2 = t1
-    t3 = t1
-    for k in tl.static_range(WIN):  # window rows (r - k) that cover row r
+    t2, t3 = t1, t1
+    for k in range(WIN):  # window rows (r - k) that cover row r
         w = tl.load(p_ptr + k)
         src_rows = rows - k
         valid = in_tile & (src_rows[:, None] >= 0) & (src_rows[:, None] < Ho)
@@ -130,9 +129,8 @@ def _ssim_hblur_t_grad(t_ptr, p_ptr, x_ptr, y_ptr, scale_ptr, dx_ptr, n_rows, ro
     cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_tile = (rows[:, None] < n_rows) & (cols[None, :] < row_in)
     t1 = tl.zeros([ROWS, BLOCK], dtype=tl.float32).to(dx_ptr.dtype.element_ty)
-    t2 = t1
-    t3 = t1
-    for k in tl.static_range(WIN):  # windows starting k pixels to the left (k*C values) cover this value
+    t2, t3 = t1, t1
+    for k in range(WIN):  # windows starting k pixels to the left (k*C values) cover this value
         w = tl.load(p_ptr + k)
         src_cols = cols - k * C
         valid = in_tile & (src_cols[None, :] >= 0) & (src_cols[None, :] < row_t)
@@ -164,49 +162,76 @@ def _check(a: torch.Tensor, b: torch.Tensor) -> None:
         raise ValueError(f"fused SSIM got an empty image {tuple(a.shape)}")
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """A batch [B, H, W, C] read as B*H rows of W*C values, and its 'valid' windows: B*Ho rows of Wo*C."""
+
+    batch: int
+    height: int
+    out_height: int
+    row_in: int  # W*C
+    row_out: int  # Wo*C
+    channels: int
+    window: int
+
+    @staticmethod
+    def of(x: torch.Tensor, window: int) -> _Layout:
+        bsz, h, w, c = x.shape
+        window = ssim_window(h, w, window)
+        return _Layout(bsz, h, h - window + 1, w * c, (w - window + 1) * c, c, window)
+
+    @property
+    def windows(self) -> int:  # SSIM values averaged
+        return self.batch * self.out_height * self.row_out
+
+
 def _forward(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float, need_grad: bool):
     """Mean SSIM (a 0-d tensor) and, when need_grad, the derivatives [3, B*Ho, Wo*C] (else None)."""
-    bsz, h, w, c = x.shape
-    window = ssim_window(h, w, window)
-    ho, wo = h - window + 1, w - window + 1
-    params = _params(window, sigma, str(x.device), x.dtype)
-    row_in, row = w * c, wo * c
-    moments = torch.empty((5, bsz * h, row), device=x.device, dtype=x.dtype)
-    grid = (triton.cdiv(row, BLOCK), triton.cdiv(bsz * h, ROWS))
-    _ssim_moments_hblur[grid](x, y, params, moments, bsz * h, row_in, row, bsz * h * row, c,
-                                WIN=window, ROWS=ROWS, BLOCK=BLOCK)
-    grid = (triton.cdiv(row, VBLOCK), triton.cdiv(ho, VROWS), bsz)
+    lay = _Layout.of(x, window)
+    params = _params(lay.window, sigma, str(x.device), x.dtype)
+    rows, row = lay.batch * lay.height, lay.row_out
+    moments = torch.empty((5, rows, row), device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(row, ROW_TILE[1]), triton.cdiv(rows, ROW_TILE[0]))
+    _ssim_moments_hblur[grid](x, y, params, moments, rows, lay.row_in, row, rows * row, lay.channels,
+                              WIN=lay.window, ROWS=ROW_TILE[0], BLOCK=ROW_TILE[1], num_warps=NUM_WARPS)
+    grid = (triton.cdiv(row, COLUMN_TILE[1]), triton.cdiv(lay.out_height, COLUMN_TILE[0]), lay.batch)
     partials = torch.empty(grid[0] * grid[1] * grid[2], device=x.device, dtype=x.dtype)
-    derivs = torch.empty((3, bsz * ho, row), device=x.device, dtype=x.dtype) if need_grad else partials
-    _ssim_vblur[grid](moments, params, partials, derivs, h, ho, row, bsz * h * row, bsz * ho * row,
-                             WIN=window, ROWS=VROWS, BLOCK=VBLOCK, WRITE_GRAD=need_grad)
-    value = partials.sum() / (bsz * ho * row)
-    return value, (derivs if need_grad else None)
+    derivs = torch.empty((3, lay.batch * lay.out_height, row), device=x.device, dtype=x.dtype) if need_grad else None
+    _ssim_vblur[grid](moments, params, partials, partials if derivs is None else derivs, lay.height,
+                      lay.out_height, row, rows * row, lay.batch * lay.out_height * row,
+                      WIN=lay.window, ROWS=COLUMN_TILE[0], BLOCK=COLUMN_TILE[1], WRITE_GRAD=need_grad,
+                      num_warps=NUM_WARPS)
+    return partials.sum() / lay.windows, derivs
 
 
 def _backward(grad_value: torch.Tensor, x: torch.Tensor, y: torch.Tensor, derivs: torch.Tensor, window: int,
               sigma: float) -> torch.Tensor:
-    bsz, h, w, c = x.shape
-    window = ssim_window(h, w, window)
-    ho, wo = h - window + 1, w - window + 1
-    params = _params(window, sigma, str(x.device), x.dtype)
-    row_in, row = w * c, wo * c
-    scale = (grad_value / (bsz * ho * row)).to(x.dtype).reshape(1)  # stays on the device: no sync
-    spread = torch.empty((3, bsz * h, row), device=x.device, dtype=x.dtype)
-    grid = (triton.cdiv(row, VBLOCK), triton.cdiv(h, VROWS), bsz)
-    _ssim_vblur_t[grid](derivs, params, spread, h, ho, row, bsz * ho * row, bsz * h * row,
-                          WIN=window, ROWS=VROWS, BLOCK=VBLOCK)
+    lay = _Layout.of(x, window)
+    params = _params(lay.window, sigma, str(x.device), x.dtype)
+    rows, row = lay.batch * lay.height, lay.row_out
+    scale = (grad_value / lay.windows).to(x.dtype).reshape(1)  # stays on the device: no sync
+    spread = torch.empty((3, rows, row), device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(row, COLUMN_TILE[1]), triton.cdiv(lay.height, COLUMN_TILE[0]), lay.batch)
+    _ssim_vblur_t[grid](derivs, params, spread, lay.height, lay.out_height, row,
+                        lay.batch * lay.out_height * row, rows * row,
+                        WIN=lay.window, ROWS=COLUMN_TILE[0], BLOCK=COLUMN_TILE[1], num_warps=NUM_WARPS)
     dx = torch.empty_like(x)
-    grid = (triton.cdiv(row_in, BLOCK), triton.cdiv(bsz * h, ROWS))
-    _ssim_hblur_t_grad[grid](spread, params, x, y, scale, dx, bsz * h, row_in, row, bsz * h * row, c,
-                               WIN=window, ROWS=ROWS, BLOCK=BLOCK)
+    grid = (triton.cdiv(lay.row_in, ROW_TILE[1]), triton.cdiv(rows, ROW_TILE[0]))
+    _ssim_hblur_t_grad[grid](spread, params, x, y, scale, dx, rows, lay.row_in, row, rows * row, lay.channels,
+                             WIN=lay.window, ROWS=ROW_TILE[0], BLOCK=ROW_TILE[1], num_warps=NUM_WARPS)
     return dx
+
+
+def _on_device_of(x: torch.Tensor):
+    """Triton launches on the current CUDA device: make it the images' one (cuda:1 while cuda:0 is current)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
 class _FusedSSIM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, window, sigma):
-        value, derivs = _forward(a, b, window, sigma, need_grad=True)
+        with _on_device_of(a):
+            value, derivs = _forward(a, b, window, sigma, need_grad=True)
         ctx.save_for_backward(a, b, derivs)
         ctx.window, ctx.sigma = window, sigma
         return value
@@ -215,7 +240,8 @@ class _FusedSSIM(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_value):
         a, b, derivs = ctx.saved_tensors
-        return _backward(grad_value, a, b, derivs, ctx.window, ctx.sigma), None, None, None
+        with _on_device_of(a):
+            return _backward(grad_value, a, b, derivs, ctx.window, ctx.sigma), None, None, None
 
 
 def fused_ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -227,5 +253,6 @@ def fused_ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float 
     if b.requires_grad and torch.is_grad_enabled():
         raise ValueError("fused SSIM gives no gradient for its second image; use losses.ssim for that")
     if not (a.requires_grad and torch.is_grad_enabled()):  # evaluation: no derivative maps written
-        return _forward(a.contiguous(), b.contiguous(), int(window), float(sigma), need_grad=False)[0]
+        with _on_device_of(a):
+            return _forward(a.contiguous(), b.contiguous(), int(window), float(sigma), need_grad=False)[0]
     return _FusedSSIM.apply(a.contiguous(), b.contiguous(), int(window), float(sigma))
