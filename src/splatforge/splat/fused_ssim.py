@@ -3,8 +3,9 @@
 Same definition as `losses.ssim` (the reference and the CPU path): Gaussian window 11, sigma 1.5, 'valid'
 windows only, the same small-image window rule, C1 = 0.01², C2 = 0.03². Written by hand because the
 reference's two depthwise cuDNN convolutions over five stacked moment maps (plus the NHWC -> NCHW copies
-around them) took 10 of a 16 ms training step at 1080x1920 on the H200; the `fused-ssim` package has no
-wheel for our hosts and works on NCHW images.
+around them) took 10 of a 16 ms training step at 1080x1920 on the H200, and the `fused-ssim` CUDA
+extension must be compiled per host (no wheel for our torch/CUDA), takes NCHW images and has a fixed
+11-tap window (no small-image rule). Triton comes with torch's CUDA builds.
 
 An image [B, H, W, C] is read as B*H rows of W*C values: a horizontal tap moves C values along a row, a
 vertical tap one row, so no layout change is needed.
@@ -101,7 +102,7 @@ def _ssim_vblur(m_ptr, p_ptr, part_ptr, d_ptr, H, Ho, row, plane_in, plane_out,
 
 @triton.jit
 def _ssim_vblur_t(d_ptr, p_ptr, t_ptr, H, Ho, row, plane_in, plane_out,
-                    WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+                  WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     pid_c, pid_r, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_r * ROWS + tl.arange(0, ROWS)  # input rows of image b
     cols = pid_c * BLOCK + tl.arange(0, BLOCK)
@@ -124,7 +125,7 @@ def _ssim_vblur_t(d_ptr, p_ptr, t_ptr, H, Ho, row, plane_in, plane_out,
 
 @triton.jit
 def _ssim_hblur_t_grad(t_ptr, p_ptr, x_ptr, y_ptr, scale_ptr, dx_ptr, n_rows, row_in, row_t, plane, C,
-                         WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+                       WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     in_tile = (rows[:, None] < n_rows) & (cols[None, :] < row_in)
