@@ -36,9 +36,11 @@ C1, C2 = 0.01**2, 0.03**2
 ROW_TILE = (8, 128)
 COLUMN_TILE = (16, 64)
 NUM_WARPS = 8
+# Sizes are not specialised on (Triton's default: a variant per divisibility by 16 and per size 1): one
+# compile per kernel serves every resolution of the coarse-to-fine schedule.
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "row_in", "row_out", "plane", "C"])
 def _ssim_moments_hblur(x_ptr, y_ptr, p_ptr, m_ptr, n_rows, row_in, row_out, plane, C,
                         WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
@@ -64,7 +66,7 @@ def _ssim_moments_hblur(x_ptr, y_ptr, p_ptr, m_ptr, n_rows, row_in, row_out, pla
     tl.store(m_ptr + 4 * plane + dst, sxy, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["H", "Ho", "row", "plane_in", "plane_out"])
 def _ssim_vblur(m_ptr, p_ptr, part_ptr, d_ptr, H, Ho, row, plane_in, plane_out,
                 WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, WRITE_GRAD: tl.constexpr):
     pid_c, pid_r, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -100,7 +102,7 @@ def _ssim_vblur(m_ptr, p_ptr, part_ptr, d_ptr, H, Ho, row, plane_in, plane_out,
         tl.store(d_ptr + 2 * plane_out + dst, 2 * num_l / (den_l * den_c), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["H", "Ho", "row", "plane_in", "plane_out"])
 def _ssim_vblur_t(d_ptr, p_ptr, t_ptr, H, Ho, row, plane_in, plane_out,
                   WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     pid_c, pid_r, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -123,7 +125,7 @@ def _ssim_vblur_t(d_ptr, p_ptr, t_ptr, H, Ho, row, plane_in, plane_out,
     tl.store(t_ptr + 2 * plane_out + dst, t3, mask=in_tile)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "row_in", "row_t", "plane", "C"])
 def _ssim_hblur_t_grad(t_ptr, p_ptr, x_ptr, y_ptr, scale_ptr, dx_ptr, n_rows, row_in, row_t, plane, C,
                        WIN: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
