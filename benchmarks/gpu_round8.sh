@@ -19,5 +19,5 @@ import glob, json, os
 print("| variant | steps | loop s | train() s | steps/s | PSNR | SSIM | Gaussians | GPU busy |")
 for f in sorted(glob.glob(os.environ["OUT"] + "/tb_*.json")):
     r = json.load(open(f))[0]
-    print(f"| {os.path.basename(f)[3:-5]} | {r["steps"]} | {r["wall_s"]} | {r["stage_s"]} | {r["steps_per_s"]} | {r['psnr']} | {r['ssim']} | {r['num_gaussians']} | {r['gpu_busy_median']} |")
+    print(f"| {os.path.basename(f)[3:-5]} | {r['steps']} | {r['wall_s']} | {r['stage_s']} | {r['steps_per_s']} | {r['psnr']} | {r['ssim']} | {r['num_gaussians']} | {r['gpu_busy_median']} |")
 PY
