@@ -157,15 +157,15 @@ def test_cancel_event_requests_a_clean_stop(capture32, tmp_path):
 def test_presets_stretch_their_schedule():
     from splatforge.splat.config import PRESETS, MCMCStrategyConfig
 
-    fast = PRESETS["fast"]
-    short = fast.scaled_to(fast.steps // 3).strategy
-    assert short.refine_start_iter == 100 and short.refine_stop_iter == 833
-    assert fast.scaled_to(1000).sh_interval == 167 and short.reset_every == 500 and short.refine_every == 33
-    assert fast.scaled_to(20).strategy.refine_every == 10  # never refines on a handful of steps' gradients
+    default = PRESETS["default"]
+    short = default.scaled_to(3500).strategy
+    assert short.refine_start_iter == 250 and short.refine_stop_iter == 7500
+    assert default.scaled_to(3500).sh_interval == 500 and short.reset_every == 1500 and short.refine_every == 50
+    assert default.scaled_to(20).strategy.refine_every == 10  # never refines on a handful of steps' gradients
     assert isinstance(PRESETS["mcmc"].strategy, MCMCStrategyConfig) and PRESETS["default"].steps == 7000
     # --steps through the options: the same stretch, and a change the user asked for is kept
-    config = TrainOptions(preset="fast", overrides={"steps": "1000", "strategy.refine_every": 7}).config()
-    assert config.steps == 1000 and config.strategy.refine_stop_iter == 833 and config.strategy.refine_every == 7
+    config = TrainOptions(preset="default", overrides={"steps": "3500", "strategy.refine_every": 7}).config()
+    assert config.steps == 3500 and config.strategy.refine_stop_iter == 7500 and config.strategy.refine_every == 7
     # nothing the user did not ask for replaces the preset's own value (the demo's SH degree stays 1)
     assert TrainOptions(preset="demo").config().sh_degree == 1
 
