@@ -342,10 +342,10 @@ def test_coarse_to_fine_schedule_renders_smaller_images_early(capture32, tmp_pat
     from splatforge.options import apply_overrides
     from splatforge.splat.config import PRESETS
 
-    preset = apply_overrides(PRESETS["fast"], {"resolution_schedule": [[0.3, 4], [0.6, 2]]})
+    preset = apply_overrides(PRESETS["fast"], {"steps": 3000, "resolution_schedule": [[0.3, 4], [0.6, 2]]})
     assert [preset.resolution_factor(s) for s in (0, 899, 900, 1799, 1800, 2999)] == [4, 4, 2, 2, 1, 1]
     assert preset.scaled_to(300).resolution_factor(100) == 2  # fractions survive --steps
-    several = apply_overrides(PRESETS["fast"], {"resolution_schedule": [[0.3, 4, 4], [0.6, 2]], "batch_size": 2})
+    several = apply_overrides(preset, {"resolution_schedule": [[0.3, 4, 4], [0.6, 2]], "batch_size": 2})
     assert [several.phase_at(s) for s in (0, 899, 900, 2999)] == [(4, 8), (4, 8), (2, 2), (1, 2)]
     from splatforge.splat.trainer import BatchSampler
 
