@@ -10,7 +10,8 @@ import typer
 def poses(
     input: Path = typer.Argument(..., help="An image folder or a run folder."),
     output: Path = typer.Option(None, "--output", "-o", help="Run folder (default: runs/<folder name>)."),
-    engine: str = typer.Option("colmap", "--engine", help="colmap | vggt | known"),
+    engine: str = typer.Option("auto", "--engine", help="auto (the poses a transforms.json or sparse/0 beside the "
+                               "photos holds, else colmap) | colmap (always new SfM) | vggt | known"),
     cameras: Path = typer.Option(None, "--cameras",
                                  help="Known cameras: transforms.json, COLMAP folder, or rig JSON/pickle."),
     triangulate: bool = typer.Option(False, "--triangulate",
