@@ -7,7 +7,9 @@ before pose estimation and stops on `will-fail` unless forced.
 
 Thresholds were set on the shared real captures (see docs/benchmarks-capture.md for the numbers):
 ORB at 800 px finds at most ~15 fundamental-matrix inliers between unrelated photos, while truly
-overlapping pairs give 60-300, hence `MatchOptions.min_inliers = 30`.
+overlapping pairs give 60-300, hence `MatchOptions.min_inliers = 30`. ORB misses overlaps that SIFT (what
+the pose stage matches) finds, so before the check reports a capture as split, or a step of an ordered one
+as broken, SIFT is asked too (`CheckOptions.second_opinion`); captures ORB finds whole pay nothing extra.
 """
 
 from __future__ import annotations
