@@ -448,9 +448,8 @@ def _recheck_steps(loaded: list, graph: _ViewGraph, match: MatchOptions, pool: T
     Returns how many steps were re-checked."""
     gaps = [k for k in range(len(loaded) - 1) if not graph.matches[(k, k + 1)].connected]
     involved = sorted({k for g in gaps for k in (g, g + 1)} - {k for k, it in enumerate(loaded) if it.image is None})
-    detector_of = lambda k: detect(to_gray(loaded[k].image), make_detector(match))  # noqa: E731
     features: list = [None] * len(loaded)
-    for k, f in zip(involved, pool.map(detector_of, involved)):
+    for k, f in zip(involved, pool.map(lambda k: detect(to_gray(loaded[k].image), make_detector(match)), involved)):
         features[k] = f
     for m in pool.map(lambda k: _match(features, k, k + 1, match), gaps):
         if m.connected:
