@@ -24,7 +24,7 @@ GROUPS = [  # (group, substrings of kernel names), first match wins
     ("project", ("projection", "fully_fused_projection", "isect", "spherical_harmonics", "radix", "Sort",
                  "sort")),
     ("optimizer", ("adam", "Adam", "multi_tensor", "foreach")),
-    ("conv/ssim", ("conv", "Conv", "cudnn", "implicit_gemm", "sm90_xmma", "cutlass")),
+    ("conv/ssim", ("conv", "Conv", "cudnn", "implicit_gemm", "sm90_xmma", "cutlass", "_ssim_")),
 ]
 
 

@@ -91,12 +91,14 @@ def bench_one(source: Path, scratch: Path, preset: str, args) -> dict:
     opts = from_dict(TrainOptions, changes, "train")
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+    t_stage = time.perf_counter()
     result = train(run, opts, Events(on_progress=progress))
+    stage_s = time.perf_counter() - t_stage
     sampler.stop_flag.set()
     steps = result.steps
     loop_s = marks["last"] - marks["first"]
     loop_steps = steps - marks["first_step"]
-    return {"preset": preset, "steps": steps, "wall_s": round(result.seconds, 2),
+    return {"preset": preset, "steps": steps, "wall_s": round(result.seconds, 2), "stage_s": round(stage_s, 2),
             "steps_per_s": round(loop_steps / loop_s, 2) if loop_s > 0 else None,
             "psnr": round(result.eval["psnr"], 3), "ssim": round(result.eval["ssim"], 4),
             "lpips": result.eval["lpips"], "num_gaussians": result.num_gaussians,

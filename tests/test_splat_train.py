@@ -157,15 +157,15 @@ def test_cancel_event_requests_a_clean_stop(capture32, tmp_path):
 def test_presets_stretch_their_schedule():
     from splatforge.splat.config import PRESETS, MCMCStrategyConfig
 
-    fast = PRESETS["fast"]
-    short = fast.scaled_to(fast.steps // 3).strategy
-    assert short.refine_start_iter == 100 and short.refine_stop_iter == 833
-    assert fast.scaled_to(1000).sh_interval == 167 and short.reset_every == 500 and short.refine_every == 33
-    assert fast.scaled_to(20).strategy.refine_every == 10  # never refines on a handful of steps' gradients
+    default = PRESETS["default"]
+    short = default.scaled_to(3500).strategy
+    assert short.refine_start_iter == 250 and short.refine_stop_iter == 7500
+    assert default.scaled_to(3500).sh_interval == 500 and short.reset_every == 1500 and short.refine_every == 50
+    assert default.scaled_to(20).strategy.refine_every == 10  # never refines on a handful of steps' gradients
     assert isinstance(PRESETS["mcmc"].strategy, MCMCStrategyConfig) and PRESETS["default"].steps == 7000
     # --steps through the options: the same stretch, and a change the user asked for is kept
-    config = TrainOptions(preset="fast", overrides={"steps": "1000", "strategy.refine_every": 7}).config()
-    assert config.steps == 1000 and config.strategy.refine_stop_iter == 833 and config.strategy.refine_every == 7
+    config = TrainOptions(preset="default", overrides={"steps": "3500", "strategy.refine_every": 7}).config()
+    assert config.steps == 3500 and config.strategy.refine_stop_iter == 7500 and config.strategy.refine_every == 7
     # nothing the user did not ask for replaces the preset's own value (the demo's SH degree stays 1)
     assert TrainOptions(preset="demo").config().sh_degree == 1
 
@@ -342,10 +342,10 @@ def test_coarse_to_fine_schedule_renders_smaller_images_early(capture32, tmp_pat
     from splatforge.options import apply_overrides
     from splatforge.splat.config import PRESETS
 
-    preset = apply_overrides(PRESETS["fast"], {"resolution_schedule": [[0.3, 4], [0.6, 2]]})
+    preset = apply_overrides(PRESETS["fast"], {"steps": 3000, "resolution_schedule": [[0.3, 4], [0.6, 2]]})
     assert [preset.resolution_factor(s) for s in (0, 899, 900, 1799, 1800, 2999)] == [4, 4, 2, 2, 1, 1]
     assert preset.scaled_to(300).resolution_factor(100) == 2  # fractions survive --steps
-    several = apply_overrides(PRESETS["fast"], {"resolution_schedule": [[0.3, 4, 4], [0.6, 2]], "batch_size": 2})
+    several = apply_overrides(preset, {"resolution_schedule": [[0.3, 4, 4], [0.6, 2]], "batch_size": 2})
     assert [several.phase_at(s) for s in (0, 899, 900, 2999)] == [(4, 8), (4, 8), (2, 2), (1, 2)]
     from splatforge.splat.trainer import BatchSampler
 

@@ -158,7 +158,8 @@ def run_command(
     force: bool = typer.Option(None, "--force", help="Continue even when the capture check says will-fail."),
     gpu: int = typer.Option(None, help="GPU index among visible ones (default: the one with most free memory)."),
     backend: str = typer.Option(None, help="Rasterizer: auto | gsplat | reference."),
-    engine: str = typer.Option(None, help="Pose engine: colmap | known | vggt."),
+    engine: str = typer.Option(None, help="Pose engine: auto (the capture's own transforms.json or sparse/0 when "
+                               "it has them, else colmap; the default) | colmap | known | vggt."),
     cameras: Path = typer.Option(None, help="Known cameras: transforms.json, COLMAP folder or rig JSON/pickle."),
     frames: int = typer.Option(None, help="Frames to take from a video (default: chosen from its length)."),
     downscale: float = typer.Option(None, help="Train on images this many times smaller."),
@@ -203,7 +204,9 @@ def demo_command(
     if not (capture / "transforms.json").exists():
         make_synthetic_capture(capture, SyntheticOptions(n_views=views, width=320, height=240, seed=0))
     # Small enough for a 2-core CPU in a few minutes: 80x60 training images, at most 6000 Gaussians.
-    changes = stage_changes(preset="demo", steps=steps, backend=backend, downscale=4, max_gaussians=6000)
+    # engine colmap: the synthetic capture comes with its true poses, but the demo shows the whole pipeline
+    changes = stage_changes(preset="demo", steps=steps, backend=backend, downscale=4, max_gaussians=6000,
+                            engine="colmap")
     execute(capture / "images", run.root, changes, as_json)
 
 

@@ -118,7 +118,9 @@ def prepare_poses(name: str, source: Path, bench_dir: Path, log: Callable[[str],
     if stages.get("poses", {}).get("status") == "done":
         return run
     log(f"[{name}] poses")
-    cmd = _cli(["run", str(source), "-o", str(run.root), "--until", "poses", "--force", "--json"])
+    # --engine colmap: the bench measures SfM even on a capture that has poses (fox's transforms.json)
+    cmd = _cli(["run", str(source), "-o", str(run.root), "--until", "poses", "--force", "--engine", "colmap",
+                "--json"])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"poses failed for {name}: {proc.stderr.strip()[-800:]}",

@@ -32,8 +32,18 @@ def _run_check(run: RunDir, options: CheckStageOptions, events: Events) -> dict[
 
     report = check_capture(run.frames, options, report_dir=run.quality_dir)
     write_quality(report, run.quality_json)
-    gate(report, force=options.force, details=run.quality_json.name)
+    gate(report, force=options.force or _has_own_poses(run), details=run.quality_json.name)
     return {"score": report.score, "verdict": report.verdict}
+
+
+def _has_own_poses(run: RunDir) -> bool:
+    """A capture that comes with its poses does not need SfM to connect it: the gate does not apply."""
+    from splatforge.poses.existing import find_existing_poses, recorded_input
+    from splatforge.poses.inputs import frame_names
+
+    source = recorded_input(run)
+    found = find_existing_poses(source, frame_names(run)[0]) if source is not None else None
+    return found is not None and found.usable
 
 
 FRAMES = Stage(

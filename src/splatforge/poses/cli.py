@@ -10,7 +10,8 @@ import typer
 def poses(
     input: Path = typer.Argument(..., help="An image folder or a run folder."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<capture name>)."),
-    engine: str = typer.Option(None, "--engine", help="colmap | vggt | known (default: colmap)."),
+    engine: str = typer.Option(None, "--engine", help="auto (the poses a transforms.json or sparse/0 beside the "
+                               "photos holds, else colmap; the default) | colmap (always new SfM) | vggt | known"),
     cameras: Path = typer.Option(None, "--cameras",
                                  help="Known cameras: transforms.json, COLMAP folder, or rig JSON/pickle."),
     triangulate: bool = typer.Option(None, "--triangulate",

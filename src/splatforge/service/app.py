@@ -49,7 +49,7 @@ PUBLIC_PREFIXES = ("/ui/", "/viewer/")
 PUBLIC_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/healthz", "/favicon.ico"}
 MULTIPART_SLACK = 1 << 20  # form boundaries and option fields around the files
 MAX_OFFSET = 10**9  # far beyond any job list, far below the database's 64-bit integers
-# The options POST /v1/jobs takes (form fields besides `files`); each is a field of PipelineOptions.
+# The form fields POST /v1/jobs takes besides `files`; each becomes a stage option (`job_options`).
 API_OPTIONS = ("preset", "steps", "force", "frame_count", "downscale", "max_gaussians", "checkpoint_every_s",
                "options")
 DISK_FULL_ADVICE = ("free space on the server (DELETE /v1/jobs/{id} removes a job and its files), "

@@ -21,8 +21,7 @@ def _prepare_run(source: Path, out: Path | None) -> Path:
     where they are (absolute paths).
     """
     from splatforge.errors import InputError
-    from splatforge.rundir import RunDir
-    from splatforge.scene import read_scene, write_transforms
+    from splatforge.poses.existing import training_run_from_scene
 
     source = Path(source)
     is_run = source.is_dir() and (source / "transforms.json").exists() and (out is None or out == source)
@@ -32,10 +31,7 @@ def _prepare_run(source: Path, out: Path | None) -> Path:
         if source.is_dir() and (source / "run.json").exists():
             raise InputError(f"{source} is a run folder without transforms.json", "run the pose stage first")
         raise InputError(f"{source} is a scene, not a run folder", "give -o RUN: the run folder to train in")
-    scene = read_scene(source)
-    run = RunDir(out).create()
-    write_transforms(scene, run.transforms_json, ply_file="points.ply" if scene.points is not None else None)
-    return run.root
+    return training_run_from_scene(source, out).root  # distorted COLMAP cameras are undistorted there
 
 
 def train_command(

@@ -235,6 +235,7 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
                                             init_scale=config.init_scale, random_points=config.random_points,
                                             max_points=config.strategy.cap_max), init_gen, device)
         ckpt.clear_checkpoints(run.checkpoints)
+    marks["gaussians"] = time.perf_counter()
     optimizers = make_optimizers(params, config, scene_scale)
     sstate = initial_state(strategy, scene_scale)
     strategy.check_sanity(params, optimizers)
@@ -254,7 +255,7 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
 
     lpips_fn, lpips_note = make_lpips(device)
     _prepare_metrics(run.metrics_jsonl, start_step)
-    marks["init"] = time.perf_counter()
+    marks["optimizer_metrics"] = time.perf_counter()
     if saved is None and eval_views is not None:
         initial_eval = evaluate(params, eval_views, 0, backend, device, config.rasterize_mode)
     marks["initial_eval"] = time.perf_counter()
