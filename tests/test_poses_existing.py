@@ -196,7 +196,8 @@ def test_train_on_a_radial_colmap_model_undistorts_it(synthetic, tmp_path):
     train = read_scene(run_dir / "transforms.json")
     assert {f.camera.model for f in train.frames} == {"PINHOLE"} and len(train.frames) == 10
     assert all(f.image.parent == run_dir / "images_undistorted" and f.image.exists() for f in train.frames)
-    assert read_scene(run_dir / "sparse" / "0").frames[0].camera.model == "RADIAL"  # the original kept
+    assert read_scene(run_dir / "distorted" / "sparse" / "0").frames[0].camera.model == "RADIAL"  # the original kept
+    assert read_scene(run_dir / "sparse" / "0").frames[0].camera.model == "PINHOLE"  # the model of images/
     assert read_json(run_dir / "poses.json")["engine"] == "known"
     # a model whose photos are not beside it: a clear error, not a traceback
     shutil.rmtree(capture / "images")
