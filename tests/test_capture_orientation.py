@@ -84,7 +84,7 @@ def train_psnr(run: RunDir) -> float:
 def camera_sizes(run: RunDir) -> set[tuple[int, int]]:
     import pycolmap
 
-    rec = pycolmap.Reconstruction(str(run.sparse))
+    rec = pycolmap.Reconstruction(str(run.distorted_sparse))  # the model of the frames as they are
     return {(c.width, c.height) for c in rec.cameras.values()}
 
 
