@@ -231,6 +231,19 @@ def test_export_stage_writes_each_format_and_drops_stale_ones(tmp_path):
     assert not export_done(run, ExportOptions(formats=("ply", "spz")))
 
 
+def test_export_stage_without_node_writes_the_ply_and_says_what_it_skipped(tmp_path, monkeypatch):
+    from splatforge.splat import export
+    from splatforge.splat.stages import EXPORT
+    from splatforge.stage import run_stage
+
+    monkeypatch.setattr(export, "find_node", lambda: None)
+    run = trained_run(tmp_path)
+    summary = run_stage(EXPORT, run)
+    assert set(summary["files"]) == {"ply"} and "Node.js" in summary["skipped"]["spz"]
+    assert run.ply.is_file() and not run.spz.exists()
+    assert EXPORT.done(run)  # done means: what this export wrote is there and current
+
+
 def test_export_to_picks_the_format_from_the_name(tmp_path):
     from splatforge.splat.export import export_to
 

@@ -115,7 +115,10 @@ def _coerce_one(value: Any, kind: Any, where: str) -> Any:
         raise ValueError("expected a path")
     if origin in (tuple, list):
         if isinstance(value, str):
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except ValueError:  # `ply,spz` on a command line: a list of words
+                value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)):
             raise ValueError("expected a list")
         args = typing.get_args(kind)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from splatforge.console import log
 from splatforge.errors import InputError
 from splatforge.rundir import RunDir
 from splatforge.splat.checkpoint import load_checkpoint, newest_checkpoint
@@ -30,6 +31,7 @@ from splatforge.splat.formats.ply import (  # noqa: F401
     vertices_to_params,
     write_ply,
 )
+from splatforge.splat.formats.splat_transform import find_node
 
 
 def load_newest(run: RunDir) -> tuple[Path, dict[str, torch.Tensor], int | None]:
@@ -60,7 +62,13 @@ def export_splat(run: RunDir | Path | str, options: ExportOptions | None = None)
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     options = options or ExportOptions()
     checkpoint, params, step = load_newest(run)
-    files = {name: _write_one(params, run.export_file(name), name, options.sh_degree) for name in options.formats}
+    skipped = {}
+    if find_node() is None:  # the PLY always; a web format that needs Node is left out, said aloud
+        for name in [n for n in options.formats if FORMATS[n].needs_node]:
+            skipped[name] = "needs Node.js and the viewer's npm assets (run ./setup.sh), not found here"
+            log.warning("export: %s skipped: %s", name, skipped[name])
+    files = {name: _write_one(params, run.export_file(name), name, options.sh_degree)
+             for name in options.formats if name not in skipped}
     removed = []
     for name in FORMATS:
         stale = run.export_file(name)
@@ -68,7 +76,7 @@ def export_splat(run: RunDir | Path | str, options: ExportOptions | None = None)
             stale.unlink()
             removed.append(str(stale))
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "step": step, "num_gaussians": len(params["means"]),
-                               "files": files, "removed": removed}
+                               "files": files, "removed": removed, "skipped": skipped}
     if "ply" in files:  # the keys earlier summaries had
         summary.update(ply=files["ply"]["path"], bytes=files["ply"]["bytes"])
     return summary
