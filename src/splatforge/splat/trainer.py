@@ -33,7 +33,8 @@ from splatforge.rundir import RunDir, atomic_path, atomic_write_json, atomic_wri
 from splatforge.splat import checkpoint as ckpt
 from splatforge.splat.data import DataOptions, TrainData, Views, load_data
 from splatforge.splat.gaussians import InitOptions, empty_like_state, init_gaussians, sh_degree_at
-from splatforge.splat.losses import make_lpips, photometric_loss, psnr, ssim
+from splatforge.splat.losses import photometric_loss, psnr
+from splatforge.splat.metrics import holdout_psnr, holdout_ssim, make_lpips
 from splatforge.splat.presets import Preset, get_preset
 from splatforge.splat.render import render, resolve_backend
 from splatforge.splat.strategy import StrategyOptions, load_strategy_state, make_strategy, strategy_state_dict
@@ -185,7 +186,8 @@ def gpu_mem_gb(device: torch.device) -> float | None:
 @torch.no_grad()
 def evaluate(params, views: Views, sh_degree: int, backend: str, device: torch.device, preset: Preset,
              lpips_fn=None, render_dir: Path | None = None) -> dict[str, float | None]:
-    """Mean PSNR / SSIM (/ LPIPS) over `views`, one view at a time; optionally writes render|photo PNGs."""
+    """Mean PSNR / SSIM (/ LPIPS) over `views`, one view at a time, as gsplat's simple_trainer computes them
+    (metrics.py); optionally writes render|photo PNGs."""
     psnrs, ssims, lpipss = [], [], []
     for i in range(len(views)):
         idx = torch.tensor([i])
@@ -193,10 +195,11 @@ def evaluate(params, views: Views, sh_degree: int, backend: str, device: torch.d
         out = render(params, vm, k, gt.shape[2], gt.shape[1], sh_degree, backend=backend,
                      rasterize_mode=preset.rasterize_mode)
         img = out.image.clamp(0, 1)
-        psnrs.append(float(psnr(img, gt)))
-        ssims.append(float(ssim(img, gt)))
-        if lpips_fn is not None:
-            lpipss.append(float(lpips_fn(img, gt)))
+        psnrs.append(float(holdout_psnr(img, gt)))
+        ssims.append(float(holdout_ssim(img, gt)))
+        lp = lpips_fn(img, gt) if lpips_fn is not None else None
+        if lp is not None:
+            lpipss.append(float(lp))
         if render_dir is not None:
             import cv2
 
