@@ -101,7 +101,7 @@ def random_alexnet_file(folder, seed: int = 0):
 def test_lpips_absent_says_how_to_enable_and_training_goes_on(hub, no_network):
     fn, note = make_lpips("cpu")
     assert fn is None
-    assert str(hub) in note and lpips_files.ALEXNET_URL in note and "curl -L -o" in note
+    assert str(hub) in note and lpips_files.ALEXNET_URL in note and "curl -L -o" in note and "to enable" in note
     assert "never downloaded" in note and "offline" in note
     assert not hub.exists()  # nothing was fetched or created
 

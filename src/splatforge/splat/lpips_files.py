@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1
@@ -58,16 +59,27 @@ def how_to_enable(env: Mapping[str, str] | None = None) -> str:
             f"(any machine where torchvision loaded alexnet(weights='DEFAULT'))")
 
 
-def missing_reason(env: Mapping[str, str] | None = None) -> str | None:
-    """None when both files are in place, else one sentence saying what is missing and how to fix it."""
+@dataclass(frozen=True)
+class LpipsFiles:
+    """What LPIPS needs on this machine: `problem` is None when both files are in place."""
+
+    problem: str | None
+    fix: str = ""  # the command that makes it available
+
+    @property
+    def note(self) -> str | None:
+        """One line for train.json and the report: why LPIPS is missing and exactly how to enable it."""
+        return None if self.problem is None else f"LPIPS not computed: {self.problem}; to enable: {self.fix}"
+
+
+def check_files(env: Mapping[str, str] | None = None) -> LpipsFiles:
     if lpips_heads() is None:
-        return "LPIPS not computed: torchmetrics (which ships the LPIPS heads) is not installed; pip install torchmetrics"
+        return LpipsFiles("torchmetrics (which ships the LPIPS heads) is not installed", "pip install torchmetrics")
     path = alexnet_weights(env)
     if path is None:
-        return (f"LPIPS not computed: no AlexNet weights in {torch_hub_checkpoints(env)} (never downloaded "
-                f"during a run); to enable: {how_to_enable(env)}")
+        return LpipsFiles(f"no AlexNet weights in {torch_hub_checkpoints(env)} (never downloaded during a run)",
+                          how_to_enable(env))
     size = path.stat().st_size
     if size < MIN_BACKBONE_BYTES:
-        return (f"LPIPS not computed: {path} is only {size:,} bytes (an interrupted download?); "
-                f"replace it: {how_to_enable(env)}")
-    return None
+        return LpipsFiles(f"{path} is only {size:,} bytes (an interrupted download?)", how_to_enable(env))
+    return LpipsFiles(None)

@@ -40,17 +40,17 @@ def make_lpips(device: torch.device | str) -> tuple[LpipsFn | None, str | None]:
 
     Never downloads and never raises: a missing or broken weights file only leaves LPIPS out.
     """
-    reason = lpips_files.missing_reason()
-    if reason is not None:
-        return None, reason
+    files = lpips_files.check_files()
+    if files.problem is not None:
+        return None, files.note
     backbone, heads = lpips_files.alexnet_weights(), lpips_files.lpips_heads()
     try:
         from splatforge.splat.perceptual import AlexLpips
 
         net = AlexLpips.from_files(backbone, heads).to(device)
     except Exception as exc:  # a corrupt file must not stop training
-        return None, f"LPIPS not computed: {backbone} could not be loaded ({exc}); replace it: " \
-                     f"{lpips_files.how_to_enable()}"
+        return None, lpips_files.LpipsFiles(f"{backbone} could not be loaded ({exc})",
+                                            lpips_files.how_to_enable()).note
 
     @torch.no_grad()
     def lpips(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
