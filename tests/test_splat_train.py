@@ -59,7 +59,7 @@ def test_training_raises_held_out_psnr(capture64, tmp_path, monkeypatch):
     run = fresh_run(capture64, tmp_path)
     events = []
     t0 = time.perf_counter()
-    result = train(run, TrainOptions(preset="default", steps=250, log_every=25, show_progress=False,
+    result = train(run, TrainOptions(preset="default", steps=250, log_every=25, log_every_s=0, show_progress=False,
                                      max_gaussians=4000, overrides=SHORT), progress=events.append)
     seconds = time.perf_counter() - t0
     assert result.backend == "reference" and result.device == "cpu"
@@ -151,6 +151,16 @@ def test_lpips_is_reported_when_its_weights_are_local(capture32, tmp_path, monke
     assert result.lpips_note is None
     assert result.eval["lpips"] > 0 and result.initial_eval["lpips"] is None  # (initial: PSNR and SSIM only)
     assert json.loads(run.train_json.read_text())["eval"]["lpips"] == pytest.approx(result.eval["lpips"])
+
+
+def test_slow_steps_log_by_time_with_an_eta(capture32, tmp_path):
+    """Steps far apart in the step rule (log_every huge) still report, by time, with an ETA."""
+    run = fresh_run(capture32, tmp_path)
+    events = []
+    train(run, TrainOptions(steps=12, log_every=10**6, log_every_s=1e-9, show_progress=False, save_renders=False),
+          progress=events.append)
+    assert [e["step"] for e in events] == list(range(1, 13))
+    assert all(e["eta_s"] >= 0 for e in events) and events[-1]["eta_s"] == 0
 
 
 def test_presets_stretch_their_schedule():

@@ -36,6 +36,7 @@ from splatforge.splat.gaussians import InitOptions, empty_like_state, init_gauss
 from splatforge.splat.losses import photometric_loss, psnr
 from splatforge.splat.metrics import holdout_psnr, holdout_ssim, make_lpips
 from splatforge.splat.presets import Preset, get_preset
+from splatforge.splat.progress import LogClock, train_progress_bar
 from splatforge.splat.render import render, resolve_backend
 from splatforge.splat.strategy import StrategyOptions, load_strategy_state, make_strategy, strategy_state_dict
 
@@ -73,6 +74,7 @@ class TrainOptions:
     strategy: str | None = None  # default | mcmc (None: the preset's)
     batch_size: int | None = None  # cameras per step (None: the preset's)
     log_every: int = 100
+    log_every_s: float = 5.0  # also log when this many seconds passed since the last log (0: steps only)
     eval_every: int = 0  # also evaluate every n steps (0: only before and after training)
     save_renders: bool = True
     show_progress: bool = True
@@ -348,6 +350,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     last_log_t, last_log_step = t0, start_step
+    log_clock = LogClock(options.log_every, options.log_every_s)
     step = start_step
     last_ckpt: Path | None = newest
     bar = _progress_bar(options.show_progress and start_step < total)
@@ -368,7 +371,7 @@ def _train(run: RunDir, options: TrainOptions, progress: Callable[[dict], None] 
                     torch.cuda.empty_cache()
                     raise oom_error(step, n, data, preset, last_ckpt is not None) from None
                 done = step + 1
-                if done % options.log_every == 0 or done == total or stop.signame:
+                if log_clock.due(done) or done == total or stop.signame:
                     batch_psnr = psnr(*[t.detach().clamp(0, 1) for t in last_images])
                     now = time.perf_counter()
                     sps = (done - last_log_step) / max(now - last_log_t, 1e-9)
@@ -492,11 +495,4 @@ def _append_metrics(path: Path, record: dict) -> None:
 
 
 def _progress_bar(enabled: bool):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]train[/] {task.completed}/{task.total}"), BarColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f}  #G {task.fields[ng]:,}"),
-        TextColumn("{task.fields[mem]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, disable=not enabled, transient=False,
-    )
+    return train_progress_bar(enabled, console)
