@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def run_config(source: Path, scratch: Path, spec: str, args) -> dict:
     import torch
+    from train_bench import prepare
 
     from splatforge.splat.presets import get_preset
     from splatforge.splat.trainer import TrainOptions, train
-    from train_bench import prepare
 
     preset_name, downscale, cap, steps = spec.split(":")
     downscale, cap, steps = float(downscale), int(cap), int(steps)
