@@ -25,7 +25,7 @@ def test_fern_gets_the_measured_preview():
     assert (p.width, p.height) == (176, 132)
     assert p.predicted_s <= cp.DEFAULT_BUDGET_S
     assert "176x132" in p.explanation and "GPU gives the real result" in p.explanation
-    assert "800 steps" in p.explanation and "10,000 Gaussians" in p.explanation and "2 cores" in p.explanation
+    assert "800 steps" in p.explanation and "10,000 Gaussians" in p.explanation and "(2 here)" in p.explanation
 
 
 @pytest.mark.parametrize("name", list(CAPTURES))
@@ -43,12 +43,14 @@ def test_a_huge_capture_trains_fewer_steps_but_still_a_preview():
     p = choose_cpu_preview(3000, 4032, 3024, cores=2)
     assert max(p.width, p.height) < 2 * cp.MIN_LONG_SIDE
     assert cp.MIN_STEPS <= p.steps < cp.STEPS and f"{p.steps} steps" in p.explanation
+    assert f"{round(p.predicted_s / 60)} min" in p.explanation  # over budget: it says so, it does not pretend
 
 
 def test_a_tighter_budget_gives_a_smaller_image():
     roomy = choose_cpu_preview(20, 706, 529, budget_s=1200)
     tight = choose_cpu_preview(20, 706, 529, budget_s=150)
-    assert roomy.downscale < 4 < tight.downscale or (roomy.downscale <= 4 <= tight.downscale and roomy != tight)
+    assert roomy.downscale < 4 < tight.downscale
+    assert roomy.predicted_s <= 1200 and tight.predicted_s <= 150
 
 
 def test_cost_model_matches_the_fern_measurement():
@@ -74,3 +76,11 @@ def test_bad_inputs_are_clear_errors(args):
         choose_cpu_preview(*args)
     with pytest.raises(InputError):
         choose_cpu_preview(20, 706, 529, budget_s=0)
+
+
+def test_preview_for_a_posed_scene_reads_its_images(tmp_path):
+    from splatforge.synthetic import SyntheticOptions, make_synthetic_capture
+
+    make_synthetic_capture(tmp_path, SyntheticOptions(n_views=6, width=320, height=240, seed=0, n_points=50))
+    p = cp.preview_for_scene(tmp_path / "transforms.json", cores=2)
+    assert p == choose_cpu_preview(6, 320, 240, cores=2)

@@ -7,9 +7,8 @@ schedule (early steps at 1/4 and 1/2 size), SH degree 1 and no opacity reset (wh
 not recover from). `choose_cpu_preview` picks the largest image size whose predicted training time fits the
 budget; the explanation says what was chosen and that a GPU gives the real result.
 
-Cost model (CPU seconds per step on ONE core, fitted by `benchmarks/cpu_preview_calibrate.py` on llff_fern,
-see docs/benchmarks.md): a step costs STEP_BASE_S + STEP_PER_GAUSSIAN_S * N + STEP_PER_PAIR_S * N * P, with N
-Gaussians and P rendered pixels (the last term: each Gaussian's footprint grows with the image). More cores
+Cost model (CPU seconds per step on ONE core, fitted to `benchmarks/cpu_preview_calibrate.py` runs on llff_fern,
+see docs/benchmarks.md): a step costs a + b N + c P + d N P with N Gaussians and P rendered pixels. More cores
 are NOT assumed to help (the rasteriser's sorts and scatters barely use a second thread, and the machine may
 be shared): the budget is met on one core, so two cores leave headroom.
 """
@@ -23,12 +22,18 @@ from typing import Any
 from splatforge.errors import InputError
 
 # --- measured (see the module docstring; data in docs/benchmarks.md) ------------------------------------
-STEP_BASE_S = 0.0
-STEP_PER_GAUSSIAN_S = 0.0
-STEP_PER_PAIR_S = 0.0
-LOAD_PER_MEGAPIXEL_S = 0.0  # decoding, undistorting and downscaling the photos, per source megapixel
+# Fitted to the per-phase mean step cost of two llff_fern runs on one core (fast recipe below, 1/4 size:
+# 10,000 Gaussians x 800 steps and 6,000 x 1,200 steps; 3 image sizes each): within 10 % on all six.
+STEP_BASE_S = 0.0902
+STEP_PER_GAUSSIAN_S = 1.025e-5
+STEP_PER_PIXEL_S = 1.495e-5
+STEP_PER_GAUSSIAN_PIXEL_S = 1.582e-9  # footprints: more Gaussians and more pixels mean more (pixel, Gaussian) pairs
 EVAL_STEP_FRACTION = 0.35  # rendering a held-out view without gradients, as a share of a training step
-FIXED_S = 0.0  # init, checkpoints, train.json
+# Outside the loop fern's runs spent 11.2 CPU s, of which ~4.5 s were its first steps and evaluations (counted
+# above); the rest is imports, initialisation and decoding. Only that total was measured: decoding is given
+# a generous 0.05 s per source megapixel (about 5x a JPEG decode) and the remainder is fixed.
+LOAD_PER_MEGAPIXEL_S = 0.05
+FIXED_S = 6.3
 
 # --- the recipe -------------------------------------------------------------------------------------------
 PRESET = "fast"
@@ -39,7 +44,10 @@ MAX_GAUSSIANS = 10_000
 MIN_STEPS = 300  # below this a preview shows little; spend a smaller image instead
 MIN_LONG_SIDE = 96  # px: smaller images are not worth looking at
 PHASES = ((0.3, 4), (0.6, 2), (1.0, 1))  # the fast preset's resolution schedule: (until fraction, factor)
-DEFAULT_BUDGET_S = 420.0  # 7 minutes of training: with poses (~1 min), export and report, a run within 10
+# 7.5 minutes of training on one core: with frames, check and poses (~1 min for 20 photos) and export and
+# report (seconds), a whole `run` within 10 minutes.
+DEFAULT_BUDGET_S = 450.0
+MEASURED_FERN_TRAIN_S = 431.0  # CPU s on one core of the fern preview (docs/benchmarks.md), for the tests
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,8 @@ class CpuPreview:
 
 def step_seconds(gaussians: int, pixels: int) -> float:
     """Predicted CPU seconds of one training step on one core."""
-    return STEP_BASE_S + STEP_PER_GAUSSIAN_S * gaussians + STEP_PER_PAIR_S * gaussians * pixels
+    return (STEP_BASE_S + STEP_PER_GAUSSIAN_S * gaussians + STEP_PER_PIXEL_S * pixels
+            + STEP_PER_GAUSSIAN_PIXEL_S * gaussians * pixels)
 
 
 def predict_seconds(n_images: int, width: int, height: int, downscale: int, max_gaussians: int,
@@ -110,7 +119,7 @@ def choose_cpu_preview(n_images: int, width: int, height: int, cores: int | None
     predicted = predict_seconds(n_images, width, height, downscale, MAX_GAUSSIANS, steps)
     w, h = width // downscale, height // downscale
     explanation = (f"no GPU: training a CPU preview at {w}x{h} (1/{downscale} size), at most {MAX_GAUSSIANS:,} "
-                   f"Gaussians, {steps} steps, about {_minutes(predicted)} on {cores} core{'s' * (cores > 1)}; "
+                   f"Gaussians, {steps} steps, about {_minutes(predicted)} on one core ({cores} here); "
                    f"a GPU gives the real result (full size, the chosen preset)")
     return CpuPreview(downscale=downscale, max_gaussians=MAX_GAUSSIANS, steps=steps, width=w, height=h,
                       predicted_s=round(predicted, 1), explanation=explanation)
@@ -118,3 +127,18 @@ def choose_cpu_preview(n_images: int, width: int, height: int, cores: int | None
 
 def _minutes(seconds: float) -> str:
     return f"{max(1, round(seconds / 60))} min"
+
+
+def preview_for_scene(transforms_json, cores: int | None = None, budget_s: float = DEFAULT_BUDGET_S) -> CpuPreview:
+    """`choose_cpu_preview` for a posed scene (run.transforms_json): its image count and largest image size;
+    `cores` defaults to this machine's."""
+    import os
+
+    from splatforge.scene import read_scene
+
+    frames = read_scene(transforms_json).frames
+    if not frames:
+        raise InputError(f"{transforms_json} lists no posed images", "run the pose stage again")
+    width = max(f.camera.width for f in frames)
+    height = max(f.camera.height for f in frames)
+    return choose_cpu_preview(len(frames), width, height, cores=cores or os.cpu_count(), budget_s=budget_s)
