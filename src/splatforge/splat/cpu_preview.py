@@ -22,12 +22,13 @@ from typing import Any
 from splatforge.errors import InputError
 
 # --- measured (see the module docstring; data in docs/benchmarks.md) ------------------------------------
-# Fitted to the per-phase mean step cost of two llff_fern runs on one core (fast recipe below, 1/4 size:
-# 10,000 Gaussians x 800 steps and 6,000 x 1,200 steps; 3 image sizes each): within 10 % on all six.
-STEP_BASE_S = 0.0902
-STEP_PER_GAUSSIAN_S = 1.025e-5
-STEP_PER_PIXEL_S = 1.495e-5
-STEP_PER_GAUSSIAN_PIXEL_S = 1.582e-9  # footprints: more Gaussians and more pixels mean more (pixel, Gaussian) pairs
+# Fitted to the per-phase mean step cost of three llff_fern runs on one core (the recipe below: 1/4 size with
+# 10,000 Gaussians x 800 steps and 6,000 x 1,200 steps, 1/5 size with 8,000 x 800; 3 image sizes each, 9
+# points): every point within 11 %.
+STEP_BASE_S = 0.0732
+STEP_PER_GAUSSIAN_S = 1.519e-5
+STEP_PER_PIXEL_S = 1.593e-5
+STEP_PER_GAUSSIAN_PIXEL_S = 1.420e-9  # footprints: more Gaussians and more pixels mean more (pixel, Gaussian) pairs
 EVAL_STEP_FRACTION = 0.35  # rendering a held-out view without gradients, as a share of a training step
 # Outside the loop fern's runs spent 11.2 CPU s, of which ~4.5 s were its first steps and evaluations (counted
 # above); the rest is imports, initialisation and decoding. Only that total was measured: decoding is given
@@ -44,10 +45,10 @@ MAX_GAUSSIANS = 10_000
 MIN_STEPS = 300  # below this a preview shows little; spend a smaller image instead
 MIN_LONG_SIDE = 96  # px: smaller images are not worth looking at
 PHASES = ((0.3, 4), (0.6, 2), (1.0, 1))  # the fast preset's resolution schedule: (until fraction, factor)
-# 7.5 minutes of training on one core: with frames, check and poses (~1 min for 20 photos) and export and
-# report (seconds), a whole `run` within 10 minutes.
-DEFAULT_BUDGET_S = 450.0
-MEASURED_FERN_TRAIN_S = 431.0  # CPU s on one core of the fern preview (docs/benchmarks.md), for the tests
+# 8 minutes of training on one core: with frames, check and poses (~1 min of CPU for 20 photos) and export and
+# report (seconds), a whole `run` within 10 minutes. A caller that knows how long the earlier stages took
+# should pass what is left of its own budget instead.
+DEFAULT_BUDGET_S = 480.0
 
 
 @dataclass(frozen=True)
