@@ -10,7 +10,7 @@
 # one JSON row per (capture, weight), a table, and "l1_weight W: mean hold-out PSNR ... +/-D dB against 1.0".
 . benchmarks/gpu_env.sh > $OUT/env.log 2>&1; tail -1 $OUT/env.log
 PRESET=${PRESET:-default}
-[ -n "$SKIP_SSIM" ] || python3 benchmarks/ssim_bench.py --json $OUT/ssim_gpu.json 2>&1 | tail -8
+[ -n "$SKIP_SSIM" ] || python3 benchmarks/ssim_candidates_bench.py --json $OUT/ssim_gpu.json 2>&1 | tail -8
 runs=()
 for cap in ${CAPTURES:-fox llff_fern dtu_scan24 col/frames}; do
   [ -d .gpu/$cap ] || continue

@@ -1,8 +1,8 @@
 """The loss's SSIM: speed of candidate implementations (forward + backward), optionally training with each.
 
-    PYTHONPATH=src python benchmarks/ssim_bench.py                      # timings on cuda if present, else cpu
-    PYTHONPATH=src python benchmarks/ssim_bench.py --device cpu --threads 1
-    PYTHONPATH=src python benchmarks/ssim_bench.py --train RUN --preset fast   # + hold-out PSNR per candidate
+    PYTHONPATH=src python benchmarks/ssim_candidates_bench.py                      # timings on cuda if present, else cpu
+    PYTHONPATH=src python benchmarks/ssim_candidates_bench.py --device cpu --threads 1
+    PYTHONPATH=src python benchmarks/ssim_candidates_bench.py --train RUN --preset fast   # + hold-out PSNR per candidate
 
 Candidates (all Gaussian window 11, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2):
   separable  splatforge's loss (losses.ssim): 'valid' windows, two 1D convolutions over 5 stacked moments
