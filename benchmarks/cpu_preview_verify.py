@@ -34,6 +34,7 @@ def main() -> None:
 
     from splatforge.splat.cpu_preview import preview_for_scene
     from splatforge.splat.trainer import TrainOptions, train
+    from splatforge.stage import Events
 
     torch.set_num_threads(args.threads)
     run = prepare(args.run, args.scratch or Path(tempfile.mkdtemp(prefix="cpu_preview_")), "preview")
@@ -41,8 +42,12 @@ def main() -> None:
     print(preview.explanation, flush=True)
     events = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    def on_progress(event) -> None:
+        if event.train is not None:
+            events.append((round(time.perf_counter() - wall0, 1), event.train.step, event.train.eta_s))
+
     result = train(run, TrainOptions(**preview.train_options(), show_progress=False, resume=False),
-                   progress=lambda e: events.append((round(time.perf_counter() - wall0, 1), e["step"], e["eta_s"])))
+                   Events(on_progress=on_progress))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     gaps = [b[0] - a[0] for a, b in zip(events, events[1:])]
     out = {"preview": preview.to_dict(), "threads": args.threads, "train_cpu_s": round(cpu, 1),

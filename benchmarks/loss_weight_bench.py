@@ -6,15 +6,12 @@ Each RUN is a posed run folder (`splatforge run CAPTURE -o RUN --until poses`), 
 dtu_scan24 and the colosseum frames. For every run and weight it trains the preset from scratch with
 `benchmarks/train_bench.py`'s `bench_one` (same poses, split, seed; only the L1 weight differs) and
 prints hold-out PSNR / SSIM / LPIPS, loop time and Gaussians, then per weight the mean PSNR over runs
-and the mean difference to the first weight. The weight is the Preset field `l1_weight`; while presets
-lack it, the trainer's `photometric_loss` is wrapped with the weight instead (same effect).
+and the mean difference to the first weight. The weight is the recipe key `l1_weight` (TrainConfig).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
 import json
 import statistics
 import sys
@@ -27,20 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def train_one(run: Path, scratch: Path, preset: str, weight: float, args) -> dict:
     from train_bench import bench_one
 
-    from splatforge.splat import trainer
-    from splatforge.splat.losses import photometric_loss
-    from splatforge.splat.presets import Preset
-
-    has_field = "l1_weight" in {f.name for f in dataclasses.fields(Preset)}
-    sets = [f"l1_weight={weight}"] if has_field else []
-    ns = argparse.Namespace(set=sets + list(args.set), steps=args.steps, downscale=args.downscale,
+    ns = argparse.Namespace(set=[f"l1_weight={weight}", *args.set], steps=args.steps, downscale=args.downscale,
                             backend="auto", log_every=100, gpu=0)
-    if not has_field:
-        trainer.photometric_loss = functools.partial(photometric_loss, l1_weight=weight)
-    try:
-        row = bench_one(run, scratch / f"{run.name}_l1_{weight}", preset, ns)
-    finally:
-        trainer.photometric_loss = photometric_loss
+    row = bench_one(run, scratch / f"{run.name}_l1_{weight}", preset, ns)
     return {"run": run.name, "l1_weight": weight, **{k: row[k] for k in (
         "steps", "wall_s", "steps_per_s", "psnr", "ssim", "lpips", "num_gaussians", "gpu_busy_median")}}
 

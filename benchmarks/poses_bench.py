@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--end-to-end", action="store_true",
                     help="also run the whole stage (estimate_poses with defaults, undistortion included) per capture")
     args = ap.parse_args()
-    options = PoseOptions(num_threads=args.threads, max_image_size=args.max_image_size, matching=args.matching)
+    options = PoseOptions(engine="colmap", num_threads=args.threads, max_image_size=args.max_image_size, matching=args.matching)
     work = Path(tempfile.mkdtemp(prefix="poses_bench_"))
     rows = []
     try:

@@ -6,6 +6,7 @@
 
 Candidates (all Gaussian window 11, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2):
   separable  splatforge's loss (losses.ssim): 'valid' windows, two 1D convolutions over 5 stacked moments
+             (on CUDA float32 images losses.ssim runs main's Triton kernels, splat/fused_ssim.py)
   conv2d     the same 'valid' SSIM with one 11x11 depthwise convolution (3DGS's original form, unpadded)
   torchmetrics  torchmetrics' functional SSIM (reflection padding, 11x11 convolution): the reported metric
   fused      fused-ssim's CUDA kernel, padding="valid" (gsplat's simple_trainer loss), when it imports

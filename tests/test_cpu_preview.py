@@ -64,12 +64,16 @@ def test_cost_model_matches_the_fern_measurements(config):
 
 
 def test_options_are_valid_training_options():
-    from splatforge.splat.trainer import TrainOptions, resolve_preset
+    from splatforge.splat.trainer import TrainOptions
 
     p = choose_cpu_preview(20, 706, 529)
-    preset = resolve_preset(TrainOptions(**p.train_options()))
-    assert preset.steps == 800 and preset.cap_max == 10_000 and preset.sh_degree == 1
-    assert preset.reset_every == 0 and preset.resolution_schedule  # coarse-to-fine, no opacity reset
+    options = TrainOptions(**p.train_options())
+    options.validate()
+    config = options.config()
+    assert options.downscale == 4 and config.steps == 800 and config.strategy.cap_max == 10_000
+    assert config.sh_degree == 1 and config.strategy.reset_every == 0  # no opacity reset in a short run
+    assert [phase[:2] for phase in config.resolution_schedule] == [(0.3, 4), (0.6, 2)]  # one view per step
+    assert config.strategy.refine_start_iter == 80 and config.strategy.refine_stop_iter == 667
     assert p.to_dict()["explanation"] == p.explanation
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from splatforge.rundir import RunDir, atomic_path
+from splatforge.capture.imageio import read_image, write_image
+from splatforge.rundir import RunDir
 from splatforge.scene.colmap import reconstruction_to_scene
 from splatforge.scene.transforms import write_transforms
 from splatforge.scene.types import Camera, Frame, Scene
@@ -50,15 +51,6 @@ def undistortion_map(camera, max_image_size: int = -1):
     return pinhole, map_x, map_y
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image, params):
-            raise OSError(f"could not write {path}")
-
-
 def undistort(reconstruction, run: RunDir, max_image_size: int = -1, num_threads: int = -1) -> Scene:
     """Undistort the registered images to PINHOLE cameras into images_undistorted/ (same file names).
 
@@ -79,12 +71,10 @@ def undistort(reconstruction, run: RunDir, max_image_size: int = -1, num_threads
         cameras[cam_id] = Camera.from_colmap("PINHOLE", pinhole.width, pinhole.height, list(pinhole.params))
 
     def work(image) -> None:
-        src = cv2.imread(str(run.frames / image.name), cv2.IMREAD_COLOR)
-        if src is None:
-            raise OSError(f"could not read {run.frames / image.name}")
+        src = read_image(run.frames / image.name)  # the pixels COLMAP saw (frames/ is upright, no EXIF tag)
         map_x, map_y = tables[image.camera_id]
         out = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        _write_image(run.images_undistorted / image.name, out)
+        write_image(run.images_undistorted / image.name, out)
 
     images = [im for im in reconstruction.images.values() if im.has_pose]
     threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)

@@ -49,6 +49,10 @@ class ServiceSettings:
     progress_interval_s: float = 0.5  # the fastest a worker writes progress to the store
     events_poll_s: float = 0.5  # how often the event stream looks for new progress
     recover_on_start: bool = True  # re-queue this server's unfinished jobs at start
+    shutdown_grace_s: float = 20.0  # at shutdown, how long running jobs have to checkpoint and stop
+    cancel_grace_s: float = 30.0  # how long a cancelled job's worker has to checkpoint and stop before it is killed
+    # Kept free beside a SQLite job store so that state changes can be recorded on a full disk (DiskReserve).
+    disk_reserve_bytes: int = 16 * 1024**2
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).expanduser().resolve()
