@@ -182,7 +182,7 @@ def training_run_from_scene(source: Path, out: Path) -> RunDir:
     if not any(f.image.exists() for f in scene.frames):
         raise InputError(f"the photos of the COLMAP model {model} are not in {image_dir}",
                          "keep them in images/ beside sparse/ (the COLMAP layout), or train on a run folder")
-    from splatforge.ingest import ingest
+    from splatforge.capture.ingest import ingest
     from splatforge.poses import estimate_poses
 
     log.info("%s has distorted cameras (%s): undistorting its photos into %s", model,
