@@ -66,7 +66,8 @@ def fresh_run(capture: Path, tmp_path: Path, name: str = "run") -> RunDir:
     return RunDir(dst)
 
 
-def test_training_raises_held_out_psnr(capture64, tmp_path):
+def test_training_raises_held_out_psnr(capture64, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS weights, whatever this machine has
     run = fresh_run(capture64, tmp_path)
     events = []
     t0 = time.perf_counter()
@@ -96,6 +97,7 @@ def test_training_raises_held_out_psnr(capture64, tmp_path):
     assert {"steps", "seconds", "eval", "num_gaussians", "backend", "device", "preset", "steps_per_s",
             "peak_gpu_mem_gb"} <= set(info)
     assert info["eval"]["lpips"] is None and info["held_out"] == 2
+    assert "curl -L -o" in info["lpips_note"] and str(tmp_path / "torch") in info["lpips_note"]
     renders = sorted(p.name for p in run.renders.glob("*.png"))
     assert renders == ["0001.png", "0009.png"]  # every 8th image, from the first
     import cv2
@@ -152,6 +154,19 @@ def test_cancel_event_requests_a_clean_stop(capture32, tmp_path):
         train(run, opts, events)
     assert exc.value.step == 10 and [s for s, _ in list_checkpoints(run.checkpoints)] == [10]
     assert train(run, opts).steps == 20
+
+
+def test_lpips_is_reported_when_its_weights_are_local(capture32, tmp_path, monkeypatch):
+    """Plumbing only: a RANDOM AlexNet saved where the real ImageNet file goes (see test_metrics.py)."""
+    from test_metrics import random_alexnet_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    random_alexnet_file(tmp_path / "torch" / "hub" / "checkpoints")
+    run = fresh_run(capture32, tmp_path)
+    result = train(run, options(10, log_every=5, save_renders=False))
+    assert result.lpips_note is None
+    assert result.eval["lpips"] > 0 and result.initial_eval["lpips"] is None  # (initial: PSNR and SSIM only)
+    assert json.loads(run.train_json.read_text())["eval"]["lpips"] == pytest.approx(result.eval["lpips"])
 
 
 def test_presets_stretch_their_schedule():

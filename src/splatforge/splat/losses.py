@@ -1,11 +1,13 @@
-"""Photometric loss (L1 + w (1 - SSIM)), SSIM and PSNR; LPIPS only from weights already on disk."""
+"""The training loss: l1_weight * L1 + ssim_weight * (1 - SSIM), its SSIM, and PSNR for progress logs.
+
+Hold-out metrics as papers and gsplat report them (torchmetrics' SSIM, LPIPS) are in `metrics.py`.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -54,10 +56,11 @@ def _fused_for(a: torch.Tensor):
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of images a, b [B, H, W, C] in [0, 1] (Gaussian window 11, sigma 1.5, as 3DGS).
+    """The loss's SSIM: mean SSIM of images a, b [B, H, W, C] in [0, 1] (Gaussian window 11, sigma 1.5, as 3DGS).
 
     Two separable 1D convolutions over the five moment maps stacked in one batch: cheap on the CPU, no
-    extra package. 'valid' windows only (no zero-padding bias at the border). CUDA float32 images go to
+    extra package. 'valid' windows only (no zero-padding bias at the border), as gsplat's loss (fused-ssim,
+    padding="valid"); the reported hold-out SSIM is `metrics.holdout_ssim`. CUDA float32 images go to
     the Triton kernels of splat/fused_ssim.py instead (same values; SPLATFORGE_FUSED_SSIM=0 turns them off).
     """
     fused = _fused_for(a)
@@ -93,34 +96,3 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: fl
                      l1_weight: float = 1.0) -> torch.Tensor:
     """l1_weight * L1 + ssim_weight * (1 - SSIM) of [B, H, W, 3] images (3DGS: 0.8 and 0.2)."""
     return l1_weight * F.l1_loss(render, target) + ssim_weight * (1.0 - ssim(render, target))
-
-
-def lpips_weights_path() -> Path | None:
-    """Local AlexNet LPIPS weights, if any (never downloaded at run time)."""
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in ("alexnet-owt-7be5be79.pth", "alexnet-owt-4df8aa71.pth"):
-        if (hub / name).exists():
-            return hub / name
-    return None
-
-
-def make_lpips(device: torch.device):
-    """An LPIPS(alex) function [B, H, W, 3] x2 -> scalar, or (None, reason) when its weights are not local."""
-    try:
-        import lpips  # noqa: F401  (its linear heads ship inside the package)
-    except ImportError:
-        return None, "lpips package not installed"
-    if lpips_weights_path() is None:
-        return None, "AlexNet weights not in the torch hub cache (never downloaded at run time)"
-    try:
-        import lpips
-
-        net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
-    except Exception as exc:  # a broken local install must not stop training
-        return None, f"LPIPS could not be loaded: {exc}"
-
-    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return net(a.permute(0, 3, 1, 2) * 2 - 1, b.permute(0, 3, 1, 2) * 2 - 1).mean()
-
-    return fn, None

@@ -40,7 +40,8 @@ from splatforge.splat.config import TrainConfig, TrainOptions
 from splatforge.splat.data import DataOptions, TrainData, Views, load_data
 from splatforge.splat.device import memory_snapshot, resolve_device
 from splatforge.splat.gaussians import InitOptions, empty_like_state, init_gaussians, sh_degree_at
-from splatforge.splat.losses import make_lpips, photometric_loss, psnr, ssim
+from splatforge.splat.losses import photometric_loss, psnr
+from splatforge.splat.metrics import holdout_psnr, holdout_ssim, make_lpips
 from splatforge.splat.render import render, resolve_backend
 from splatforge.splat.strategy import build_strategy, initial_state, load_strategy_state, strategy_state_dict
 from splatforge.stage import Cancelled, Events, TrainMetrics
@@ -128,7 +129,8 @@ class BatchSampler:
 @torch.no_grad()
 def evaluate(params, views: Views, sh_degree: int, backend: str, device: torch.device, rasterize_mode: str,
              lpips_fn=None, render_dir: Path | None = None) -> dict[str, float | None]:
-    """Mean PSNR / SSIM (/ LPIPS) over `views`, one view at a time; optionally writes render|photo PNGs."""
+    """Mean PSNR / SSIM (/ LPIPS) over `views`, one view at a time, as gsplat's simple_trainer computes them
+    (metrics.py); optionally writes render|photo PNGs."""
     psnrs, ssims, lpipss = [], [], []
     for i in range(len(views)):
         idx = torch.tensor([i])
@@ -136,10 +138,11 @@ def evaluate(params, views: Views, sh_degree: int, backend: str, device: torch.d
         out = render(params, vm, k, gt.shape[2], gt.shape[1], sh_degree, backend=backend,
                      rasterize_mode=rasterize_mode)
         img = out.image.clamp(0, 1)
-        psnrs.append(float(psnr(img, gt)))
-        ssims.append(float(ssim(img, gt)))
-        if lpips_fn is not None:
-            lpipss.append(float(lpips_fn(img, gt)))
+        psnrs.append(float(holdout_psnr(img, gt)))
+        ssims.append(float(holdout_ssim(img, gt)))
+        lp = lpips_fn(img, gt) if lpips_fn is not None else None
+        if lp is not None:
+            lpipss.append(float(lp))
         if render_dir is not None:
             import cv2
 
