@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from splatforge.errors import InputError
@@ -91,3 +93,38 @@ def test_preview_for_a_posed_scene_reads_its_images(tmp_path):
     make_synthetic_capture(tmp_path, SyntheticOptions(n_views=6, width=320, height=240, seed=0, n_points=50))
     p = cp.preview_for_scene(tmp_path / "transforms.json", cores=2)
     assert p == choose_cpu_preview(6, 320, 240, cores=2)
+
+
+def test_the_train_stage_trains_the_preview_without_a_gpu_unless_the_user_sized_the_run(tmp_path, monkeypatch):
+    import torch
+
+    from splatforge.rundir import RunDir
+    from splatforge.splat import stages
+    from splatforge.splat.config import TrainOptions
+    from splatforge.synthetic import SyntheticOptions, make_synthetic_capture
+
+    make_synthetic_capture(tmp_path, SyntheticOptions(n_views=6, width=320, height=240, seed=0, n_points=50))
+    run = RunDir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    chosen = stages.cpu_preview_for(run, TrainOptions(preset="quality"))
+    assert chosen == choose_cpu_preview(6, 320, 240, cores=os.cpu_count())
+    for sized in (TrainOptions(downscale=2), TrainOptions(overrides={"steps": 10}),
+                  TrainOptions(overrides={"strategy.cap_max": 500}), TrainOptions(cpu_preview=False)):
+        assert stages.cpu_preview_for(run, sized) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert stages.cpu_preview_for(run, TrainOptions()) is None  # a GPU trains the real thing
+
+    # what the stage then trains: the preview's size and recipe, the user's other changes kept
+    seen = {}
+
+    def fake_train(run, options, events):
+        seen["o"] = options
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("splatforge.splat.trainer.train", fake_train)
+    with pytest.raises(RuntimeError, match="stop here"):
+        stages._run_train(run, TrainOptions(preset="quality", overrides={"l1_weight": 0.8}), None)
+    trained = seen["o"]
+    assert trained.downscale == chosen.downscale and trained.overrides["l1_weight"] == 0.8
+    assert trained.config().steps == chosen.steps and trained.config().strategy.cap_max == chosen.max_gaussians

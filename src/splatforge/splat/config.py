@@ -183,6 +183,9 @@ class TrainOptions:
     log_every: int = runtime(100)  # a metrics line every this many steps ...
     log_every_s: float = runtime(5.0)  # ... or this many seconds, whichever comes first
     eval_every: int = 0  # also evaluate the held-out views every n steps (0: only before and after)
+    # Without a GPU, and when neither downscale, steps nor a Gaussian cap was given: train a preview that
+    # finishes in minutes (`splat.cpu_preview`) instead of the preset's hours, and say so.
+    cpu_preview: bool = True
     save_renders: bool = runtime(True)
     show_progress: bool = runtime(True)
 
