@@ -147,3 +147,12 @@ def crashing_pipeline(source, run, options=None, events=None):
 
     events.on_progress = crash_in_train
     return fake_pipeline(source, run, options, events)
+
+
+def gpu_probe(source, run, options=None, events=None):
+    """Records the GPU Ray gave this job (CUDA_VISIBLE_DEVICES) and when it ran; a second of work."""
+    run.create()
+    start = time.time()
+    time.sleep(float(os.environ.get("SPLATFORGE_PROBE_S", "1.5")))
+    atomic_write_json(run.root / "gpu_probe.json", {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                                    "start": start, "end": time.time(), "pid": os.getpid()})

@@ -317,7 +317,8 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         store = Store(settings.database_url, reserve_bytes=settings.disk_reserve_bytes)
         ex = executor or RayExecutor(store, db_url=settings.database_url, jobs_dir=settings.jobs_dir,
                                      runner=settings.runner, address=settings.ray_address,
-                                     num_cpus=settings.ray_num_cpus, job_num_cpus=settings.job_num_cpus,
+                                     num_cpus=settings.ray_num_cpus, num_gpus=settings.ray_num_gpus,
+                                     job_num_cpus=settings.job_num_cpus,
                                      progress_interval_s=settings.progress_interval_s,
                                      cancel_grace_s=settings.cancel_grace_s, log_dir=settings.workspace)
         await _in_own_thread(ex.start)

@@ -271,11 +271,12 @@ class RayExecutor:
 
     def __init__(self, store: Store, *, db_url: str, jobs_dir: Path, runner: Any, address: str | None = None,
                  num_cpus: int | None = None, job_num_cpus: float = 1.0, progress_interval_s: float = 0.5,
-                 cancel_grace_s: float = 30.0, health_interval_s: float = 2.0, log_dir: Path | None = None):
+                 cancel_grace_s: float = 30.0, health_interval_s: float = 2.0, log_dir: Path | None = None,
+                 num_gpus: int | None = None):
         self.store, self.db_url, self.jobs_dir, self.runner = store, db_url, Path(jobs_dir), runner
         self.address, self.num_cpus, self.job_num_cpus = address, num_cpus, job_num_cpus
         self.progress_interval_s, self.cancel_grace_s = progress_interval_s, cancel_grace_s
-        self.health_interval_s, self.log_dir = health_interval_s, log_dir
+        self.health_interval_s, self.log_dir, self.num_gpus = health_interval_s, log_dir, num_gpus
         self.use_gpu = False
         self._tasks: dict[str, _Task] = {}
         self._pending: list[_PendingRecord] = []
@@ -295,7 +296,7 @@ class RayExecutor:
             from splatforge.service.local_ray import start_local_ray
 
             log_path = Path(self.log_dir) / "ray.log" if self.log_dir is not None else None
-            self._local = start_local_ray(self.num_cpus, log_path=log_path)  # sets the env Ray reads at import
+            self._local = start_local_ray(self.num_cpus, log_path=log_path, num_gpus=self.num_gpus)  # sets the env Ray reads at import
         import ray
 
         if not already:

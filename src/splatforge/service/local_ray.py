@@ -96,7 +96,7 @@ class LocalRay:
 
 
 def start_local_ray(num_cpus: int | None = None, log_path: Path | None = None,
-                    timeout_s: float = 240.0) -> LocalRay:
+                    timeout_s: float = 240.0, num_gpus: int | None = None) -> LocalRay:
     """Start a keeper and wait until its Ray is up. Sets this process's environment (`ray_env`) so
     that `ray.init(address=...)` here joins it. Raises RuntimeError with the keeper's words on failure."""
     token = secrets.token_hex(32)
@@ -104,6 +104,8 @@ def start_local_ray(num_cpus: int | None = None, log_path: Path | None = None,
     command = [sys.executable, "-m", "splatforge.service.local_ray"]
     if num_cpus is not None:
         command += ["--num-cpus", str(int(num_cpus))]
+    if num_gpus is not None:  # None: the GPUs Ray finds; a number limits them (or fakes them in tests)
+        command += ["--num-gpus", str(int(num_gpus))]
     stderr = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
@@ -240,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-cpus", type=int, default=None)
+    parser.add_argument("--num-gpus", type=int, default=None)
     args = parser.parse_args(argv)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -253,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"]
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")
+    if args.num_gpus is not None:
+        command.append(f"--num-gpus={args.num_gpus}")
     started = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr)
     core = _core_processes()
     if started.returncode != 0 or set(core) != set(CORE_PROCESSES):

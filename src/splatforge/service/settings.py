@@ -39,6 +39,7 @@ class ServiceSettings:
     db_url: str | None = None  # None: sqlite:///<workspace>/jobs.sqlite
     ray_address: str | None = None  # None: start a local Ray instance
     ray_num_cpus: int | None = None  # CPUs of the local Ray instance (None: all)
+    ray_num_gpus: int | None = None  # GPUs of the local Ray instance (None: all it finds)
     job_num_cpus: float = 1.0  # CPUs one job asks Ray for
     server_name: str = field(default_factory=lambda: os.uname().nodename)  # owner of jobs it queues
     # "module:function" or a callable with run_pipeline's signature. A string travels to Ray workers
