@@ -63,37 +63,42 @@ def prepare(source: Path, scratch: Path, name: str) -> Path:
 def bench_one(source: Path, scratch: Path, preset: str, args) -> dict:
     import torch
 
+    from splatforge.options import from_dict, parse_assignments
     from splatforge.splat.trainer import TrainOptions, train
+    from splatforge.stage import Events
 
     run = prepare(source, scratch, preset)
     sampler = GpuSampler(args.gpu)
     sampler.start()
     marks: dict[str, float] = {}
 
-    def progress(event: dict) -> None:
+    def progress(event) -> None:
+        if event.train is None:
+            return
         marks.setdefault("first", time.perf_counter())
         marks["last"] = time.perf_counter()
-        marks["first_step"] = marks.get("first_step", event["step"])
-        if event["step"] >= event["total"]:
+        marks["first_step"] = marks.get("first_step", event.train.step)
+        if event.train.step >= event.train.total:
             sampler.active.clear()
         else:
             sampler.active.set()
 
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        overrides[key] = json.loads(value) if value not in ("default", "mcmc", "classic", "antialiased") else value
-    opts = TrainOptions(preset=preset, steps=args.steps, resume=False, downscale=args.downscale,
-                        backend=args.backend, log_every=args.log_every, show_progress=False,
-                        save_renders=True, checkpoint_every=10**9, overrides=overrides)
+    changes = {"preset": preset, "resume": False, "downscale": args.downscale, "backend": args.backend,
+               "log_every": args.log_every, "log_every_s": 1e9, "show_progress": False, "save_renders": True,
+               "checkpoint_every": 10**9, "checkpoint_every_s": 1e9, **parse_assignments(args.set)}
+    if args.steps:
+        changes["steps"] = args.steps
+    opts = from_dict(TrainOptions, changes, "train")
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    result = train(run, opts, progress=progress)
+    t_stage = time.perf_counter()
+    result = train(run, opts, Events(on_progress=progress))
+    stage_s = time.perf_counter() - t_stage
     sampler.stop_flag.set()
     steps = result.steps
     loop_s = marks["last"] - marks["first"]
     loop_steps = steps - marks["first_step"]
-    return {"preset": preset, "steps": steps, "wall_s": round(result.seconds, 2),
+    return {"preset": preset, "steps": steps, "wall_s": round(result.seconds, 2), "stage_s": round(stage_s, 2),
             "steps_per_s": round(loop_steps / loop_s, 2) if loop_s > 0 else None,
             "psnr": round(result.eval["psnr"], 3), "ssim": round(result.eval["ssim"], 4),
             "lpips": result.eval["lpips"], "num_gaussians": result.num_gaussians,
@@ -114,7 +119,7 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=None, help="where the run folders go (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a Preset field for every preset, e.g. --set reset_every=0 --set batch_size=2")
+                    help="any train option or recipe key for every preset, e.g. --set strategy.reset_every=0 --set batch_size=2")
     args = ap.parse_args()
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="train_bench_"))

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from splatforge.errors import InputError, TrainingError
-from splatforge.ingest import sniff_kind
-from splatforge.rundir import STAGES, atomic_write_json, atomic_write_text
+from splatforge.capture.ingest import sniff_kind
+from splatforge.errors import InputError
+from splatforge.pipeline import RunOptions, stages
+from splatforge.rundir import atomic_write_json, atomic_write_text
+from splatforge.stage import Cancelled, Events, TrainMetrics
 
 STEP_SECONDS = float(os.environ.get("SPLATFORGE_FAKE_STEP_S", "0.05"))
 CHECKPOINT_EVERY = 5
@@ -47,25 +49,26 @@ def _done(run, stage: str) -> bool:
     return run.stage_status(stage) == "done"
 
 
-def fake_pipeline(source, run, options=None, progress=None):
-    emit = progress or (lambda event: None)
+def fake_pipeline(source, run, options: RunOptions | None = None, events: Events | None = None):
+    options, events = options or RunOptions(), events or Events()
     run.create()
-    run.update_manifest(input=str(source), options=options.to_dict() if options else {})
-    total = int(options.steps or 20) if options else 20
+    run.update_manifest(input=str(source), options=options.to_dict())
+    total = int(options.train.overrides.get("steps") or 20)
     source = Path(source)
-    for stage in STAGES:
+    for stage in [s.name for s in stages()]:
         if _done(run, stage):
-            emit({"stage": stage, "fraction": 1.0, "message": "already done"})
+            events.progress(stage, 1.0, "already done")
             continue
-        emit({"stage": stage, "fraction": 0.0, "message": "started"})
-        with run.stage(stage, {}) as summary:
+        events.progress(stage, 0.0, "started")
+        with run.stage(stage, options.stages[stage]) as summary:
             if stage == "frames":
                 files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
                 images = [p for p in files if sniff_kind(p) == "image"]
                 videos = [p for p in files if sniff_kind(p) == "video"]
-                if len(images) < 3 and not videos:
-                    raise InputError(f"only {len(images)} image(s): too few to reconstruct a scene",
-                                     "take at least 20 overlapping photos around the subject")
+                if len(images) < 3 and not videos:  # worded like the CLI's errors: a path, a flag
+                    raise InputError(f"only {len(images)} image(s) in {source}: too few to reconstruct a scene",
+                                     "take at least 20 overlapping photos around the subject, or re-run with "
+                                     "--force to try anyway")
                 run.frames.mkdir(exist_ok=True)
                 for p in images:
                     (run.frames / p.name).write_bytes(p.read_bytes())
@@ -94,19 +97,62 @@ def fake_pipeline(source, run, options=None, progress=None):
                         f.write(json.dumps(line) + "\n")
                     if step % CHECKPOINT_EVERY == 0 or step == total:
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
-                    answer = emit({"stage": "train", "fraction": step / total, "total": total, **line})
-                    if answer == "stop" and options.extra.get("honour_stop"):  # like the trainer: checkpoint, raise
+                    events.progress("train", step / total, f"step {step}/{total}",
+                                    train=TrainMetrics(total=total, **line))
+                    if events.cancelled and not IGNORE_CANCEL:  # like the trainer: checkpoint, clean stop
                         atomic_write_text(run.checkpoints / f"ckpt_{step:07d}.pt", str(step))
-                        raise TrainingError(f"training stopped by request at step {step}; a checkpoint was written",
-                                            "run again to continue from it")
+                        raise Cancelled("train", f"stopped at step {step}; a checkpoint was written")
                 atomic_write_json(run.train_json, {"steps": total, "seconds": time.perf_counter() - t0,
                                                    "eval": {"psnr": 25.0, "ssim": 0.9, "lpips": None},
-                                                   "num_gaussians": 400, "device": "cpu", "preset": options.preset,
+                                                   "num_gaussians": 400, "device": "cpu", "preset": options.train.preset,
                                                    "resumed_from": start})
             elif stage == "export":
                 write_splat_ply(run.ply)
             elif stage == "report":
                 atomic_write_json(run.report_json, {"summary": "fake", "steps": total})
                 atomic_write_text(run.report_html, "<!doctype html><title>report</title><h1>Fake report</h1>")
-        emit({"stage": stage, "fraction": 1.0, "message": "done"})
+        events.progress(stage, 1.0, "done")
     return None
+
+
+IGNORE_CANCEL = False  # set by `stubborn_pipeline`: a stage busy in native code never hears a cancel
+
+
+def stubborn_pipeline(source, run, options=None, events=None):
+    """`fake_pipeline` that never hears a stop, like a stage busy in native code: only a kill ends it."""
+    global IGNORE_CANCEL
+    IGNORE_CANCEL = True
+    try:
+        return fake_pipeline(source, run, options, events)
+    finally:
+        IGNORE_CANCEL = False
+
+
+CRASH_AT_STEP = 8
+
+
+def crashing_pipeline(source, run, options=None, events=None):
+    """Dies like a worker killed by the kernel (no exception, no word) at training step 8, once per run
+    folder: a retry goes past it."""
+    events = events or Events()
+    marker = Path(run.root) / "crashed-once"
+    report = events.on_progress
+
+    def crash_in_train(event):
+        if event.train is not None and event.train.step >= CRASH_AT_STEP and not marker.exists():
+            marker.write_text(str(event.train.step))
+            os._exit(3)
+        if report is not None:
+            report(event)
+
+    events.on_progress = crash_in_train
+    return fake_pipeline(source, run, options, events)
+
+
+def gpu_probe(source, run, options=None, events=None):
+    """Records the GPU Ray gave this job (CUDA_VISIBLE_DEVICES) and when it ran; a second of work."""
+    run.create()
+    start = time.time()
+    time.sleep(float(os.environ.get("SPLATFORGE_PROBE_S", "1.5")))
+    atomic_write_json(run.root / "gpu_probe.json", {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                                    "start": start, "end": time.time(), "pid": os.getpid()})

@@ -29,7 +29,9 @@ def ensure_ray(num_cpus: int = 2) -> str:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        # address="local": a new instance even when some other Ray on this machine left its address behind.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
         atexit.register(ray.shutdown)
     _ray_address = ray.get_runtime_context().gcs_address
     return _ray_address
@@ -112,3 +114,49 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def serve_subprocess(workspace: Path, port: int, token: str, *, ray_address: str | None = None,
+                     ray_cpus: int | None = None, step_s: float = 0.05, startup_s: float = 240.0,
+                     extra_args: tuple[str, ...] = ()):
+    """`splatforge serve` in a child process, with the test runner; returns the Popen once /healthz answers
+    200. Without `ray_address` the server starts its own Ray (slow on 2 shared cores, hence `startup_s`)."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = dict(os.environ, SPLATFORGE_SERVE_RUNNER=RUNNER, SPLATFORGE_TOKEN=token, SPLATFORGE_FAKE_STEP_S=str(step_s),
+               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "splatforge", "serve", "--port", str(port), "--workspace", str(workspace),
+               *extra_args]
+    if ray_address:
+        command += ["--ray-address", ray_address]
+    if ray_cpus:
+        command += ["--ray-cpus", str(ray_cpus)]
+    log = workspace / f"server-{port}.log"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, startup_s, interval=0.5, what="the server subprocess to answer")
+    return proc
+
+
+def stop_subprocess(proc, timeout: float = 30.0) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

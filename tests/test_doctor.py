@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from splatforge.doctor import Check, DoctorOptions, run_checks
-from splatforge.doctor.checks import check_db, check_ray, check_shm, exit_code
+from splatforge.doctor.checks import check_db, check_lpips, check_ray, check_shm, exit_code
 from splatforge.doctor.model import USES
 from splatforge.doctor.probe import run_probe
 
@@ -128,7 +128,8 @@ def test_real_machine_json_cli(tmp_path):
     names = {c["name"]: c for c in checks}
     for expected in ("python", "torch", "cuda", "gpu.visible", "driver", "nvcc", "cuda_home", "host_compiler",
                      "ninja", "gsplat", "pycolmap", "numpy", "import.cv2", "import.av", "video.h264", "video.hevc",
-                     "viewer.assets", "disk", "ram", "shm", "service.db", "service.ray"):  # fmt: skip
+                     "viewer.assets", "metrics.lpips", "disk", "ram", "shm", "service.db",
+                     "service.ray"):  # fmt: skip
         assert expected in names, expected
     assert names["python"]["status"] == "ok"
     assert names["video.h264"]["status"] == "ok" and names["video.hevc"]["status"] == "ok"
@@ -163,6 +164,29 @@ def test_uses():
         "gpu" not in DoctorOptions(uses=("cpu",)).needs()
         and "gpu" in DoctorOptions(uses=("train-gpu",)).needs()
     )
+
+
+def test_lpips_weights_absent_is_a_warning_with_the_command_then_ok_when_present(tmp_path):
+    """In a fresh TORCH_HOME: absent -> warn with the exact command; a truncated file -> warn; a file of
+    the right size (RANDOM weights, not the real network: the doctor checks presence) -> ok."""
+    import torch
+
+    from splatforge.splat.lpips_files import ALEXNET_FILE, ALEXNET_URL
+
+    env = clean_env(TORCH_HOME=str(tmp_path / "th"))
+    folder = tmp_path / "th" / "hub" / "checkpoints"
+    absent = check_lpips(env)
+    assert absent.status == "warn" and str(folder) in absent.detail
+    assert absent.fix.startswith(f"mkdir -p {folder} && curl -L -o {folder / ALEXNET_FILE} {ALEXNET_URL}")
+    assert exit_code([absent]) == 0  # LPIPS is optional: never a failure
+    folder.mkdir(parents=True)
+    (folder / ALEXNET_FILE).write_bytes(b"partial")
+    truncated = check_lpips(env)
+    assert truncated.status == "warn" and "only 7 bytes" in truncated.detail
+    torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11), "classifier.1.weight": torch.zeros(4096, 600)},
+               folder / ALEXNET_FILE)
+    present = check_lpips(env)
+    assert present.status == "ok" and str(folder / ALEXNET_FILE) in present.detail
 
 
 # ---------------------------------------------------------------------------------- the gsplat toolchain

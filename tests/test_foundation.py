@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from splatforge.capture.ingest import ZipLimits, ingest, safe_extract_zip, sniff_kind
 from splatforge.errors import InputError
-from splatforge.ingest import ZipLimits, ingest, safe_extract_zip, sniff_kind
 from splatforge.rundir import RunDir, atomic_write_json, read_json
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from splatforge.errors import CaptureRejected, InputError
-from splatforge.pipeline import PipelineOptions, run_pipeline
+from splatforge.pipeline import RunOptions, run_pipeline
 from splatforge.rundir import RunDir, read_json
 
 
@@ -48,12 +48,13 @@ def test_rerun_skips_finished_stages_and_from_redoes(demo_run):
     run, _, _ = demo_run
     before = read_json(run.manifest)["stages"]
     t0 = time.perf_counter()
-    result = run_pipeline(None, run, PipelineOptions(preset="demo", downscale=4, max_gaussians=6000))
+    demo = {"train.preset": "demo", "train.downscale": 4, "train.strategy.cap_max": 6000}
+    result = run_pipeline(None, run, RunOptions().with_changes(demo))
     assert time.perf_counter() - t0 < 20
     assert all(v["status"].startswith("skipped") for v in result.stages.values()), result.stages
     assert read_json(run.manifest)["stages"]["train"]["end"] == before["train"]["end"]
     # --from export redoes export and report only.
-    result = run_pipeline(None, run, PipelineOptions(preset="demo", from_stage="export"))
+    result = run_pipeline(None, run, RunOptions().with_changes({**demo, "from_stage": "export"}))
     assert result.stages["train"]["status"].startswith("skipped")
     assert result.stages["export"]["status"] == "done" and result.stages["report"]["status"] == "done"
 
@@ -62,15 +63,15 @@ def test_a_run_folder_keeps_its_input(demo_run, tmp_path):
     run, _, _ = demo_run
     other = tmp_path / "other"
     other.mkdir()
-    with pytest.raises(InputError, match="was started from"):
-        run_pipeline(other, run, PipelineOptions())
+    with pytest.raises(InputError, match="holds a run of"):
+        run_pipeline(other, run, RunOptions())
 
 
 def test_gate_stops_a_doomed_capture_before_poses(copy_capture, tmp_path):
     room = copy_capture("room_no_overlap")
     run = RunDir(tmp_path / "run")
     with pytest.raises(CaptureRejected) as err:
-        run_pipeline(room / "images", run, PipelineOptions())
+        run_pipeline(room / "images", run, RunOptions())
     assert "--force" in err.value.advice
     manifest = read_json(run.manifest)
     assert manifest["stages"]["check"]["status"] == "failed"

@@ -154,8 +154,9 @@ def test_known_cameras_skip_sfm_and_write_every_output(tmp_path):
     result = estimate_poses_for(src / "images", run_dir, PoseOptions(cameras=src / "transforms.json"))
     assert result.engine == "known" and result.registered == result.total == 6
     assert (run_dir / "sparse" / "0" / "cameras.bin").exists() and not (run_dir / "colmap" / "database.db").exists()
-    model = read_colmap(run_dir / "sparse" / "0", run_dir / "frames")
-    assert {f.camera.model for f in model.frames} == {"OPENCV"}  # original camera kept in sparse/0
+    model = read_colmap(run_dir / "distorted" / "sparse" / "0", run_dir / "frames")
+    assert {f.camera.model for f in model.frames} == {"OPENCV"}  # original camera kept in distorted/
+    assert {f.camera.model for f in read_colmap(run_dir / "sparse" / "0").frames} == {"PINHOLE"}
     train = read_scene(run_dir / "transforms.json")
     assert {f.camera.model for f in train.frames} == {"PINHOLE"}
     assert all(f.image.parent.name == "images_undistorted" and f.image.exists() for f in train.frames)

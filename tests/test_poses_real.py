@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 def _run(copy_capture, name, tmp_path, **kw):
     src = copy_capture(name)
     run_dir = tmp_path / "run"
-    return src, run_dir, estimate_poses_for(src / "images", run_dir, PoseOptions(**kw))
+    # engine colmap: fox's own transforms.json would otherwise be used (engine auto)
+    return src, run_dir, estimate_poses_for(src / "images", run_dir, PoseOptions(**{"engine": "colmap", **kw}))
 
 
 def test_fox_all_registered_and_accurate(copy_capture, tmp_path):
@@ -49,7 +50,7 @@ def test_real_captures_register(copy_capture, tmp_path, name, minimum):
 def test_room_without_overlap_fails_with_advice(copy_capture, tmp_path):
     src = copy_capture("room_no_overlap")
     with pytest.raises(PoseError) as info:
-        estimate_poses_for(src / "images", tmp_path / "run", PoseOptions())
+        estimate_poses_for(src / "images", tmp_path / "run", PoseOptions(engine="colmap"))
     assert "splatforge check" in info.value.advice and "photos" in info.value.message
     assert not (tmp_path / "run" / "transforms.json").exists()  # no empty model presented as success
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -66,7 +67,7 @@ def synthetic(tmp_path_factory):
 
 
 def test_synthetic_capture_all_registered_and_accurate(synthetic, tmp_path):
-    result = estimate_poses_for(synthetic / "images", tmp_path / "run", PoseOptions())
+    result = estimate_poses_for(synthetic / "images", tmp_path / "run", PoseOptions(engine="colmap"))
     assert result.registered == result.total == 16
     err = compare_poses(read_scene(tmp_path / "run" / "transforms.json"), read_scene(synthetic / "transforms.json"))
     assert err.median_rotation_deg <= 0.5 and err.median_center_error <= 0.01, err.to_dict()

@@ -387,3 +387,24 @@ def test_wrongly_shaped_files_never_crash(tmp_path, garbage):
     report = build_report(run)
     assert run.report_html.exists() and json.loads(run.report_json.read_text())["run"] == str(run.root)
     assert isinstance(summary_lines(report), list)
+
+
+def test_missing_lpips_says_how_to_enable_it(tmp_path, monkeypatch):
+    """The trainer's note when LPIPS weights are absent (real, from an empty torch hub cache) reaches the page."""
+    from html import unescape
+
+    from splatforge.splat.lpips_files import ALEXNET_URL
+    from splatforge.splat.metrics import make_lpips
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fn, note = make_lpips("cpu")
+    assert fn is None
+    run = make_run(tmp_path / "run")
+    train = json.loads(run.train_json.read_text())
+    train["eval"] = {**train["eval"], "lpips": None}
+    train["lpips_note"] = note
+    atomic_write_json(run.train_json, train)
+    report = build_report(run)
+    assert report["training"]["lpips_note"] == note
+    page = unescape(run.report_html.read_text())
+    assert note in page and f"curl -L -o {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in page and ALEXNET_URL in page

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service_runner import CHECKPOINT_EVERY
 from service_support import (
     RUNNER,
     TESTS_DIR,
@@ -114,7 +115,37 @@ def _mp4(frames: int = 10) -> bytes:
     return buf.getvalue()
 
 
+def _zip_with_bad_crc() -> bytes:
+    data = bytearray(_zip({"a.png": png_bytes(6), "b.png": png_bytes(7)}))
+    start = data.index(b"\x89PNG", 40)  # inside the second member's data: its CRC no longer matches
+    data[start + 200] ^= 0xFF
+    return bytes(data)
+
+
+def _zip_with_corrupt_deflate() -> bytes:
+    data = bytearray(_zip({"a.png": png_bytes(8), "b.png": png_bytes(9)}, zipfile.ZIP_DEFLATED))
+    header = data.index(b"PK\x03\x04", 10)  # the second member
+    name_len, extra_len = int.from_bytes(data[header + 26:header + 28], "little"), int.from_bytes(data[header + 28:header + 30], "little")
+    body = header + 30 + name_len + extra_len
+    data[body:body + 8] = b"\xff" * 8  # a deflate block type that does not exist
+    return bytes(data)
+
+
+def _jpeg_with_a_lying_header(side: int = 500) -> bytes:
+    """A 64x48 JPEG whose frame header claims side x side (the issue's was 7000x7000; this server's pixel
+    bound is lower): Pillow decodes it into grey filler without a word."""
+    data = bytearray(jpeg_bytes(9))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+    return bytes(data)
+
+
 BAD_UPLOADS = {
+    "zip with a bad CRC": (422, "damaged", [("files", ("crc.zip", _zip_with_bad_crc(), "application/zip"))]),
+    "zip with a corrupt deflate stream": (422, "damaged", [("files", ("z.zip", _zip_with_corrupt_deflate(),
+                                                                      "application/zip"))]),
+    "jpeg whose header lies about its size": (422, "damaged", [*image_files(3), ("files", (
+        "big.jpg", _jpeg_with_a_lying_header(), "image/jpeg"))]),
     "not an image": (415, "not an image", [("files", ("photo.jpg", b"hello, this is text" * 10, "image/jpeg"))]),
     "truncated png": (422, "truncated", [("files", ("a.png", png_bytes(1)[:400], "image/png"))]),
     "truncated jpeg": (422, "truncated", [("files", ("a.jpg", jpeg_bytes(1)[:600], "image/jpeg"))]),
@@ -155,6 +186,45 @@ def test_bad_options_are_refused(service):
     assert r.status_code == 422 and "steps" in r.json()["error"]
     r = service.post("/v1/jobs", data={"preset": "fast"})
     assert r.status_code == 422 and r.json()["advice"]
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"preset": ""}, "preset is empty"),
+    ({"steps": ""}, "steps is empty"),
+    ({"gpu": "1"}, "unknown job option 'gpu'"),
+    ({"colour": "red"}, "unknown job option 'colour'"),
+    ({"preset": ["fast", "quality"]}, "2 times"),
+    ({"options": '{"poses.mapper": "sideways"}'}, "mapper must be one of"),
+    ({"options": '{"train.nonsense": 1}'}, "unknown option 'train.nonsense'"),
+    ({"options": '{"from_stage": "train"}'}, "cannot be set on a job"),
+    ({"options": "not json"}, "not valid JSON"),
+], ids=["empty preset", "empty steps", "a CLI-only option", "an unknown field", "an option twice",
+        "a bad value of a stage option", "an unknown stage option", "a pipeline-only option", "options not JSON"])
+def test_options_that_would_be_ignored_are_refused(service, data, words):
+    before = job_dirs(service)
+    r = service.post("/v1/jobs", files=image_files(3), data=data)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["error"] and r.json()["advice"]
+    assert job_dirs(service) == before
+
+
+def test_list_refuses_offsets_beyond_any_database(service):
+    r = service.get("/v1/jobs?offset=9223372036854775808")
+    assert r.status_code == 422 and "offset" in r.json()["error"]
+    assert service.get("/v1/jobs?offset=1000000000").status_code == 200
+
+
+def test_errors_shown_to_clients_have_no_server_paths_or_cli_wording(service):
+    job = submit(service, files=image_files(2))
+    final = wait_state(service, job["id"])
+    assert final["state"] == "failed"
+    error = final["error"]["message"] + " " + final["error"]["advice"]
+    assert "too few" in error and "upload" in error
+    assert str(service.settings.workspace) not in error and "/tmp" not in error
+    assert "--force" not in error and "re-run" not in error
+    assert "force=true" in error and "submit the capture again" in error
+    job_log = service.get(f"/v1/jobs/{job['id']}/log").text  # the log stays verbatim, for the administrator
+    assert "--force" in job_log
 
 
 def test_token_is_required_and_checked(service):
@@ -376,6 +446,7 @@ def test_server_killed_mid_job_finishes_the_job_after_restart(tmp_path):
         assert final["attempt"] == 1 and final["metrics"]["final"]["steps"] == 60
         resumes = json.loads((tmp_path / "jobs" / job_id / "run" / "resumes.json").read_text())
         assert resumes[0] == 0 and resumes[1] >= 15, resumes  # resumed from a checkpoint, not from scratch
+        assert lines - resumes[1] <= CHECKPOINT_EVERY, (lines, resumes)  # lost: at most one checkpoint interval
         store.close()
     finally:
         if proc.poll() is None:
@@ -386,9 +457,43 @@ def test_server_killed_mid_job_finishes_the_job_after_restart(tmp_path):
                 proc.kill()
 
 
+def test_server_restart_stops_jobs_with_a_checkpoint_and_loses_no_step(tmp_path):
+    address = ensure_ray()
+    db_url = fresh_db_url(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start_server(tmp_path, db_url, port, address)
+    try:
+        r = httpx.post(f"{base}/v1/jobs", files=image_files(5), data={"steps": "300"}, headers=AUTH, timeout=30)
+        job_id = r.json()["id"]
+        run = tmp_path / "jobs" / job_id / "run"
+        wait_for(lambda: httpx.get(f"{base}/v1/jobs/{job_id}", headers=AUTH).json()["metrics"].get("step", 0) >= 12,
+                 90, what="training to pass step 12")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        store = Store(db_url)
+        job = store.get(job_id)
+        assert job.state == "queued" and "restarting" in job.message, (job.state, job.message)
+        last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+        assert (run / "checkpoints" / f"ckpt_{last:07d}.pt").is_file(), "no checkpoint at the step it stopped"
+
+        proc = _start_server(tmp_path, db_url, port, address)
+        wait_for(lambda: len(json.loads((run / "resumes.json").read_text())) == 2, 60, what="training to resume")
+        assert json.loads((run / "resumes.json").read_text()) == [0, last]  # not one step lost
+        assert httpx.post(f"{base}/v1/jobs/{job_id}/cancel", headers=AUTH).status_code == 200
+        store.close()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def test_store_fences_out_an_older_attempt(tmp_path):
     store = Store(fresh_db_url(tmp_path))
-    job = store.create("j" * 22, {"preset": "fast"}, {"kind": "images", "source": "upload"}, owner="a")
+    job = store.create("j" * 22, {"train.preset": "fast"}, {"kind": "images", "source": "upload"}, owner="a")
     assert store.update_where(job.id, states=("queued",), attempt=0, state="running")
     assert store.claim_attempt(job.id, "a") == 1  # a restart re-queues it under attempt 1
     assert not store.update_where(job.id, states=("running",), attempt=0, progress=0.5)  # the old worker
@@ -406,9 +511,10 @@ def test_store_fences_out_an_older_attempt(tmp_path):
     store.close()
 
 
-@pytest.mark.parametrize("honour_stop", [True, False], ids=["trainer-honours-stop", "answer-ignored"])
-def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path, honour_stop):
-    """Without Ray's kill (a server that cannot reach the task): the worker sees the cancel in the store."""
+def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path):
+    """Without Ray's kill (a server that cannot reach the task): the worker sees the cancel in the store,
+    sets its cancel event, and training stops with a checkpoint. (A stage that never listens is killed by
+    the executor after the grace period: test_service_faults.)"""
     import threading
 
     from service_runner import fake_pipeline
@@ -420,7 +526,7 @@ def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path, honour_stop)
     (job_dir / "upload").mkdir(parents=True)
     for _, (name, data, _) in image_files(3):
         (job_dir / "upload" / name).write_bytes(data)
-    job = store.create("k" * 22, {"steps": 400, "extra": {"honour_stop": honour_stop}},
+    job = store.create("k" * 22, {"train.steps": 400},
                        {"kind": "images", "source": "upload"}, owner="t")
     result = {}
     spec = TaskSpec(job.id, 0, db_url, str(job_dir), fake_pipeline, progress_interval_s=0.05)
@@ -434,7 +540,24 @@ def test_worker_stops_by_itself_when_its_job_is_cancelled(tmp_path, honour_stop)
     assert final.state == "cancelled" and final.error is None
     steps = [json.loads(line)["step"] for line in (job_dir / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] < 400
-    if honour_stop:  # the clean stop wrote a checkpoint at the step it stopped
-        assert (job_dir / "run" / "checkpoints" / f"ckpt_{steps[-1]:07d}.pt").is_file()
+    # the clean stop wrote a checkpoint at the step it stopped
+    assert (job_dir / "run" / "checkpoints" / f"ckpt_{steps[-1]:07d}.pt").is_file()
     assert "stopped" in (job_dir / "job.log").read_text()
     store.close()
+
+
+def test_api_wording_turns_the_pipelines_cli_texts_into_job_texts(tmp_path):
+    from splatforge.service.wording import api_wording
+
+    workspace = tmp_path / "ws"
+    job_dir = workspace / "jobs" / ("J" * 22)
+    artifacts = {"quality.json": f"/v1/jobs/{'J' * 22}/artifacts/quality.json"}
+    advice = (f"Retake the dark views. Details: {job_dir}/run/quality.json. To try anyway, re-run with --force.")
+    assert api_wording(advice, job_dir, workspace, artifacts) == (
+        f"Retake the dark views. Details: /v1/jobs/{'J' * 22}/artifacts/quality.json. To try anyway, submit the "
+        "capture again with the job option force=true.")
+    message = f"only 2 image(s) in {job_dir}/upload: see /usr/lib/python3/site-packages/torch/serialization.py"
+    assert api_wording(message, job_dir, workspace) == "only 2 image(s) in upload: see serialization.py"
+    assert "(a setting of the command line" in api_wording("lower --max-gaussians", job_dir, workspace)
+    kept = "retry with POST /v1/jobs/abc/retry, then GET /v1/jobs/abc/log"
+    assert api_wording(kept, job_dir, workspace) == kept

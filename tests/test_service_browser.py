@@ -159,3 +159,24 @@ def test_failed_job_page_shows_error_and_advice(ui_server, tmp_path):
         assert "overlapping photos" in page.text_content("#job-error .advice")
         assert not page.is_disabled("#retry") and page.is_disabled("#cancel")
         browser.close()
+
+
+def test_cookie_login_works_for_tokens_with_url_characters(tmp_path):
+    """The page stores the token in a cookie URL-encoded (for the viewer's <iframe>); the server decodes it."""
+    from playwright.sync_api import sync_playwright
+
+    token = "a/b+c=d-0123456789"
+    ensure_ray()
+    settings = ServiceSettings(token=token, workspace=tmp_path, db_url=fresh_db_url(tmp_path), runner=RUNNER)
+    with ThreadServer(create_app(settings)) as server, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(server.url)
+        page.fill("#token-input", token)
+        page.click("#token-form button[type=submit]")
+        page.wait_for_selector("#token-box", state="hidden")
+        cookie = next(c for c in page.context.cookies() if c["name"] == "splatforge_token")
+        assert cookie["value"] != token and "%2F" in cookie["value"]  # what the page really sends
+        status = page.evaluate("() => fetch('/v1/jobs', {credentials: 'same-origin'}).then(r => r.status)")
+        assert status == 200
+        browser.close()

@@ -37,9 +37,9 @@ def pipeline_missing() -> str | None:
     if not hasattr(importlib.import_module("splatforge.splat"), "export_ply"):
         return "splatforge.splat.export_ply is not there yet"
     try:
-        from splatforge.splat.presets import PRESETS
+        from splatforge.splat.config import PRESETS
     except ImportError as exc:
-        return f"splatforge.splat.presets does not import: {exc}"
+        return f"splatforge.splat.config does not import: {exc}"
     if "demo" not in PRESETS:
         return "the training preset 'demo' is not there yet"
     return None

@@ -16,9 +16,21 @@ import torch
 from splatforge.rundir import RunDir
 from splatforge.splat.checkpoint import list_checkpoints, load_checkpoint
 from splatforge.splat.trainer import TrainingInterrupted, TrainOptions, train
+from splatforge.stage import Events, cancel_on_signals
 
 # A short schedule: densify at steps 100 and 150, SH degree +1 every 60 steps, no opacity reset.
-SHORT = {"refine_start": 50, "refine_stop": 200, "refine_every": 50, "reset_every": 0, "sh_interval": 60}
+SHORT = {"strategy.refine_start_iter": 50, "strategy.refine_stop_iter": 200, "strategy.refine_every": 50,
+         "strategy.reset_every": 0, "sh_interval": 60}
+NO_REFINE = {"strategy.refine_start_iter": 1000}
+# Deterministic logging and checkpoints: by step count only (time-based ones depend on the machine).
+BY_STEPS = {"log_every_s": 1e9, "checkpoint_every_s": 1e9}
+
+
+def options(steps: int | None = None, preset: str = "default", overrides: dict | None = None, **kw) -> TrainOptions:
+    over = dict(overrides or {})
+    if steps is not None:
+        over["steps"] = steps
+    return TrainOptions(preset=preset, overrides=over, show_progress=False, **{**BY_STEPS, **kw})
 
 
 @pytest.fixture(autouse=True)
@@ -54,12 +66,13 @@ def fresh_run(capture: Path, tmp_path: Path, name: str = "run") -> RunDir:
     return RunDir(dst)
 
 
-def test_training_raises_held_out_psnr(capture64, tmp_path):
+def test_training_raises_held_out_psnr(capture64, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS weights, whatever this machine has
     run = fresh_run(capture64, tmp_path)
     events = []
     t0 = time.perf_counter()
-    result = train(run, TrainOptions(preset="default", steps=250, log_every=25, show_progress=False,
-                                     max_gaussians=4000, overrides=SHORT), progress=events.append)
+    result = train(run, options(250, log_every=25, overrides={**SHORT, "strategy.cap_max": 4000}),
+                   Events(on_progress=events.append))
     seconds = time.perf_counter() - t0
     assert result.backend == "reference" and result.device == "cpu"
     gain = result.eval["psnr"] - result.initial_eval["psnr"]
@@ -70,17 +83,21 @@ def test_training_raises_held_out_psnr(capture64, tmp_path):
     assert result.eval["ssim"] > result.initial_eval["ssim"] + 0.1
     assert result.num_gaussians > 800  # densification grew the model
     # progress events, metrics.jsonl, train.json, renders
-    assert [e["step"] for e in events] == list(range(25, 251, 25))
-    assert {"step", "total", "loss", "psnr", "num_gaussians", "eta_s"} <= set(events[0])
+    assert [e.train.step for e in events] == list(range(25, 251, 25))
+    assert events[0].stage == "train" and events[0].fraction == pytest.approx(0.1)
+    first = events[0].train
+    assert first.total == 250 and first.loss > 0 and first.psnr > 0 and first.num_gaussians > 0 and first.eta_s >= 0
+    assert first.host_rss_gb > 0 and first.host_available_gb > 0
     lines = [json.loads(x) for x in run.metrics_jsonl.read_text().splitlines()]
     steps = [x for x in lines if "loss" in x]
     assert len(steps) == 10 and {"step", "elapsed_s", "loss", "psnr", "num_gaussians", "gpu_mem_gb",
-                                 "steps_per_s"} <= set(steps[0])
+                                 "steps_per_s", "host_rss_gb", "host_available_gb"} <= set(steps[0])
     assert lines[-1]["eval"]["psnr"] == pytest.approx(result.eval["psnr"])
     info = json.loads(run.train_json.read_text())
     assert {"steps", "seconds", "eval", "num_gaussians", "backend", "device", "preset", "steps_per_s",
             "peak_gpu_mem_gb"} <= set(info)
     assert info["eval"]["lpips"] is None and info["held_out"] == 2
+    assert "curl -L -o" in info["lpips_note"] and str(tmp_path / "torch") in info["lpips_note"]
     renders = sorted(p.name for p in run.renders.glob("*.png"))
     assert renders == ["0001.png", "0009.png"]  # every 8th image, from the first
     import cv2
@@ -96,22 +113,21 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
 def test_interrupt_and_resume_equals_straight_run(capture32, tmp_path, strategy):
     """k steps, SIGTERM (checkpoint + clean stop), resume to n == n steps straight through, bit for bit."""
     n, k = 60, 33
-    over = {"refine_start": 10, "refine_stop": 50, "refine_every": 10, "reset_every": 30, "sh_interval": 20}
-    if strategy == "mcmc":
-        over.update(cap_max=400, reset_every=0)
-    opts = TrainOptions(preset="default", strategy=strategy, steps=n, log_every=1, checkpoint_every=1000,
-                        show_progress=False, save_renders=False, overrides=over, seed=3)
+    over = {"strategy": strategy, "strategy.refine_start_iter": 10, "strategy.refine_stop_iter": 50,
+            "strategy.refine_every": 10, "sh_interval": 20}
+    over["strategy.cap_max" if strategy == "mcmc" else "strategy.reset_every"] = 400 if strategy == "mcmc" else 30
+    opts = options(n, log_every=1, checkpoint_every=1000, save_renders=False, overrides=over, seed=3)
     straight = fresh_run(capture32, tmp_path, "straight")
     res_straight = train(straight, opts)
 
     resumed = fresh_run(capture32, tmp_path, "resumed")
 
     def stop_at_k(event):
-        if event["step"] == k:
+        if event.train.step == k:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    with pytest.raises(TrainingInterrupted) as exc:
-        train(resumed, opts, progress=stop_at_k)
+    with pytest.raises(TrainingInterrupted) as exc, cancel_on_signals(Events(on_progress=stop_at_k)) as events:
+        train(resumed, opts, events)
     assert exc.value.step == k and exc.value.exit_code == 130 and "again" in exc.value.advice
     assert [s for s, _ in list_checkpoints(resumed.checkpoints)] == [k]
     assert not resumed.train_json.exists()
@@ -129,30 +145,50 @@ def test_interrupt_and_resume_equals_straight_run(capture32, tmp_path, strategy)
     assert steps == list(range(1, n + 1))  # no duplicate or missing lines across the stop
 
 
-def test_progress_callback_can_request_a_clean_stop(capture32, tmp_path):
+def test_cancel_event_requests_a_clean_stop(capture32, tmp_path):
     run = fresh_run(capture32, tmp_path)
-    opts = TrainOptions(steps=20, log_every=5, show_progress=False, save_renders=False)
+    opts = options(20, log_every=5, save_renders=False)
+    events = Events()
+    events.on_progress = lambda e: events.cancel.set() if e.train.step == 10 else None
     with pytest.raises(TrainingInterrupted) as exc:
-        train(run, opts, progress=lambda e: "stop" if e["step"] == 10 else None)
+        train(run, opts, events)
     assert exc.value.step == 10 and [s for s, _ in list_checkpoints(run.checkpoints)] == [10]
     assert train(run, opts).steps == 20
 
 
-def test_presets_stretch_their_schedule():
-    from splatforge.splat.presets import PRESETS
+def test_lpips_is_reported_when_its_weights_are_local(capture32, tmp_path, monkeypatch):
+    """Plumbing only: a RANDOM AlexNet saved where the real ImageNet file goes (see test_metrics.py)."""
+    from test_metrics import random_alexnet_file
 
-    fast = PRESETS["fast"]
-    short = fast.scaled_to(fast.steps // 3)
-    assert short.steps == 1000 and short.refine_start == 100 and short.refine_stop == 833
-    assert short.sh_interval == 167 and short.reset_every == 500 and short.refine_every == 33
-    assert fast.scaled_to(20).refine_every == 10  # never refines on a handful of steps' gradients
-    assert PRESETS["mcmc"].strategy == "mcmc" and PRESETS["default"].steps == 7000
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    random_alexnet_file(tmp_path / "torch" / "hub" / "checkpoints")
+    run = fresh_run(capture32, tmp_path)
+    result = train(run, options(10, log_every=5, save_renders=False))
+    assert result.lpips_note is None
+    assert result.eval["lpips"] > 0 and result.initial_eval["lpips"] is None  # (initial: PSNR and SSIM only)
+    assert json.loads(run.train_json.read_text())["eval"]["lpips"] == pytest.approx(result.eval["lpips"])
+
+
+def test_presets_stretch_their_schedule():
+    from splatforge.splat.config import PRESETS, MCMCStrategyConfig
+
+    default = PRESETS["default"]
+    short = default.scaled_to(3500).strategy
+    assert short.refine_start_iter == 250 and short.refine_stop_iter == 7500
+    assert default.scaled_to(3500).sh_interval == 500 and short.reset_every == 1500 and short.refine_every == 50
+    assert default.scaled_to(20).strategy.refine_every == 10  # never refines on a handful of steps' gradients
+    assert isinstance(PRESETS["mcmc"].strategy, MCMCStrategyConfig) and PRESETS["default"].steps == 7000
+    # --steps through the options: the same stretch, and a change the user asked for is kept
+    config = TrainOptions(preset="default", overrides={"steps": "3500", "strategy.refine_every": 7}).config()
+    assert config.steps == 3500 and config.strategy.refine_stop_iter == 7500 and config.strategy.refine_every == 7
+    # nothing the user did not ask for replaces the preset's own value (the demo's SH degree stays 1)
+    assert TrainOptions(preset="demo").config().sh_degree == 1
 
 
 def test_checkpoints_rotate_and_no_resume_starts_over(capture32, tmp_path):
     run = fresh_run(capture32, tmp_path)
-    opts = TrainOptions(steps=20, checkpoint_every=4, keep_checkpoints=2, log_every=10, show_progress=False,
-                        save_renders=False, overrides={"refine_start": 1000})
+    opts = options(20, checkpoint_every=4, keep_checkpoints=2, log_every=10, save_renders=False,
+                   overrides=NO_REFINE)
     train(run, opts)
     assert [s for s, _ in list_checkpoints(run.checkpoints)] == [16, 20]
     assert not list(run.checkpoints.glob(".*"))  # no temporary files left behind
@@ -160,8 +196,7 @@ def test_checkpoints_rotate_and_no_resume_starts_over(capture32, tmp_path):
     again = train(run, opts)
     assert again.steps == 20 and torch.equal(_params(again.checkpoint)["means"],
                                              _params(run.checkpoints / "ckpt_0000020.pt")["means"])
-    train(run, TrainOptions(steps=8, checkpoint_every=4, log_every=4, show_progress=False, save_renders=False,
-                            resume=False, overrides={"refine_start": 1000}))
+    train(run, options(8, checkpoint_every=4, log_every=4, save_renders=False, resume=False, overrides=NO_REFINE))
     assert [s for s, _ in list_checkpoints(run.checkpoints)] == [4, 8]
 
 
@@ -181,12 +216,11 @@ def test_out_of_memory_keeps_checkpoint_and_says_what_to_change(capture32, tmp_p
 
     monkeypatch.setattr(trainer, "render", flaky_render)
     with pytest.raises(TrainingError) as exc:
-        train(run, TrainOptions(steps=30, checkpoint_every=5, log_every=5, show_progress=False,
-                                overrides={"refine_start": 1000}))
+        train(run, options(30, checkpoint_every=5, log_every=5, overrides=NO_REFINE))
     message = str(exc.value)
     assert "out of GPU memory at step 12" in message
     assert "--downscale 2" in exc.value.advice and "--max-gaussians" in exc.value.advice
-    assert "--sh-degree 2" in exc.value.advice
+    assert "sh_degree=2" in exc.value.advice
     assert [s for s, _ in list_checkpoints(run.checkpoints)] == [5, 10]
 
 
@@ -196,7 +230,7 @@ def test_export_round_trip(capture32, tmp_path):
     from splatforge.splat.export import export_ply, read_ply
 
     run = fresh_run(capture32, tmp_path)
-    result = train(run, TrainOptions(steps=10, log_every=5, show_progress=False, save_renders=False))
+    result = train(run, options(10, log_every=5, save_renders=False))
     path = export_ply(run)
     assert path == run.ply
     ply = PlyData.read(str(path))
@@ -271,8 +305,7 @@ def test_gpu_synthetic_training_smoke(tmp_path, strategy):
     """gsplat backend end to end on a small synthetic capture: PSNR rises, GPU fields are filled."""
     capture = make_capture(tmp_path / "cap", n_views=24, size=128, n_points=3000)
     run = RunDir(capture)
-    result = train(run, TrainOptions(preset="fast", strategy=strategy, steps=600, log_every=100,
-                                     show_progress=False))
+    result = train(run, options(600, preset="fast", overrides={"strategy": strategy}, log_every=100))
     assert result.backend == "gsplat" and result.device.startswith("cuda")
     # Seen on the H100: default 14.1 -> 20+ dB; mcmc (with fast's init, 600 steps) 14.1 -> 19.0 dB.
     assert result.eval["psnr"] > result.initial_eval["psnr"] + 3.0
@@ -291,7 +324,7 @@ def test_gpu_fox_fast_preset(copy_capture, tmp_path):
     fox = copy_capture("fox")
     run = RunDir(tmp_path / "run").create()
     write_transforms(read_scene(fox / "transforms.json"), run.transforms_json)
-    result = train(run, TrainOptions(preset="fast", steps=1000, log_every=100, show_progress=False))
+    result = train(run, options(1000, preset="fast", log_every=100))
     info = json.loads(run.train_json.read_text())
     print(f"fox fast@1000: PSNR {result.eval['psnr']:.2f} dB, SSIM {result.eval['ssim']:.3f}, "
           f"{result.num_gaussians} Gaussians, {result.seconds:.1f} s, {result.steps_per_s:.1f} steps/s")
@@ -314,19 +347,26 @@ def test_cameras_of_different_sizes_train_one_image_per_step(capture32, tmp_path
         cv2.imwrite(str(frame.image), cv2.resize(img, (64, 64), interpolation=cv2.INTER_CUBIC))
         frame.camera = frame.camera.scaled(2.0)
     write_transforms(scene, run.transforms_json, ply_file="points.ply")
-    result = train(run, TrainOptions(steps=12, batch_size=2, log_every=4, show_progress=False))
+    result = train(run, options(12, overrides={"batch_size": 2}, log_every=4))
     assert result.steps == 12 and np.isfinite(result.eval["psnr"])
     sizes = {cv2.imread(str(p)).shape for p in run.renders.glob("*.png")}
     assert sizes == {(64, 128, 3)}  # held-out 0001 (index 0) is one of the enlarged ones
 
 
 def test_coarse_to_fine_schedule_renders_smaller_images_early(capture32, tmp_path):
-    from splatforge.splat.presets import get_preset
+    from splatforge.options import apply_overrides
+    from splatforge.splat.config import PRESETS
 
-    preset = get_preset("fast").with_overrides({"resolution_schedule": [[0.3, 4], [0.6, 2]]})
+    preset = apply_overrides(PRESETS["fast"], {"steps": 3000, "resolution_schedule": [[0.3, 4], [0.6, 2]]})
     assert [preset.resolution_factor(s) for s in (0, 899, 900, 1799, 1800, 2999)] == [4, 4, 2, 2, 1, 1]
     assert preset.scaled_to(300).resolution_factor(100) == 2  # fractions survive --steps
+    several = apply_overrides(preset, {"resolution_schedule": [[0.3, 4, 4], [0.6, 2]], "batch_size": 2})
+    assert [several.phase_at(s) for s in (0, 899, 900, 2999)] == [(4, 8), (4, 8), (2, 2), (1, 2)]
+    from splatforge.splat.trainer import BatchSampler
+
+    sampler = BatchSampler(5, [3, 3, 1, 1], seed=0, device=torch.device("cpu"))
+    drawn = [sampler.at(s).tolist() for s in range(4)]
+    assert [len(d) for d in drawn] == [3, 3, 1, 1] and sorted(drawn[0] + drawn[1][:2]) == [0, 1, 2, 3, 4]
     run = fresh_run(capture32, tmp_path)
-    result = train(run, TrainOptions(preset="default", steps=40, log_every=10, show_progress=False,
-                                     overrides={**SHORT, "resolution_schedule": [[0.5, 2]]}))
+    result = train(run, options(40, log_every=10, overrides={**SHORT, "resolution_schedule": [[0.5, 2, 3]]}))
     assert result.steps == 40 and result.eval["psnr"] > result.initial_eval["psnr"]

@@ -45,6 +45,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _format_skip_reason(browser: bool = True) -> str | None:
+    """Why the compact-format tests cannot run here (they need splat-transform, in Node.js), or None."""
+    from splatforge.splat.formats import splat_transform
+
+    reason = _browser_skip_reason() if browser else None
+    if reason is None and splat_transform.find_node() is None:
+        reason = "Node.js is not installed (splat-transform writes and reads the compact formats)"
+    if reason is None and not (splat_transform.node_modules_dir() / splat_transform.PACKAGE).is_dir():
+        reason = "the npm package @playcanvas/splat-transform is not installed (run ./setup.sh)"
+    return reason
+
+
 def write_test_splat(path: Path, n_ball: int = 3000, n_ground: int = 1500, seed: int = 0) -> np.ndarray:
     """A small standard-layout 3DGS PLY (binary, 62 float32 properties). Returns the centres (N, 3)."""
     rng = np.random.default_rng(seed)
@@ -150,11 +162,25 @@ def test_ply_alone_gets_default_up_and_its_own_centre(tmp_path):
     assert 0.5 < doc["radius"] < 1.5
 
 
+@pytest.mark.skipif(_format_skip_reason(browser=False) is not None, reason=str(_format_skip_reason(browser=False)))
+@pytest.mark.parametrize("format_name", ["ply-compressed", "splat"])
+def test_camera_path_of_a_compact_splat(tmp_path, format_name):
+    """A SuperSplat compressed PLY or a .splat alone: centre and size come from its decoded Gaussians."""
+    from splatforge.splat.formats import FORMATS, read_splat, write_splat
+
+    centres = write_test_splat(tmp_path / "src.ply")
+    path = write_splat(read_splat(tmp_path / "src.ply"), tmp_path / f"thing{FORMATS[format_name].suffix}")
+    doc = camera_path_json(path)
+    assert doc["cameras"] == [] and doc["up_source"] == "default"
+    np.testing.assert_allclose(doc["target"], np.median(centres, axis=0), atol=2e-3)
+    assert 0.5 < doc["radius"] < 1.5
+
+
 def test_resolve_input(tmp_path):
     run = write_test_run(tmp_path / "run")
     by_run = resolve_input(run)
     by_ply = resolve_input(run / "export" / "scene.ply")
-    assert by_run.ply == by_ply.ply == (run / "export" / "scene.ply").resolve()
+    assert by_run.splat == by_ply.splat == (run / "export" / "scene.ply").resolve()
     assert by_run.transforms == by_ply.transforms == (run / "transforms.json").resolve()
     with pytest.raises(InputError, match="does not exist"):
         resolve_input(tmp_path / "missing")
@@ -162,8 +188,20 @@ def test_resolve_input(tmp_path):
     with pytest.raises(InputError) as err:
         resolve_input(tmp_path / "empty_run")
     assert "export" in err.value.advice
-    with pytest.raises(InputError, match="not a .ply"):
+    with pytest.raises(InputError, match="not a splat file"):
         resolve_input(run / "transforms.json")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="not a splat file") as err:
+        resolve_input(tmp_path / "notes.txt")
+    assert ".sog" in err.value.advice and ".spz" in err.value.advice
+    with pytest.raises(InputError, match="scene.spz"):
+        resolve_input(run, "spz")  # the run has only its PLY
+    import gzip
+
+    (run / "export" / "scene.spz").write_bytes(gzip.compress(b"NGSP" + bytes(12)))
+    assert resolve_input(run).splat.name == "scene.spz"  # the compact format first
+    assert resolve_input(run, "ply").splat.name == "scene.ply"
+    assert resolve_input(run / "export" / "scene.spz").transforms == (run / "transforms.json").resolve()
 
 
 def test_axes_focus():
@@ -202,7 +240,7 @@ def fake_static_dir(root: Path) -> Path:
 
 def test_site_serves_only_its_files(tmp_path):
     static = fake_static_dir(tmp_path / "web")
-    site = ViewerSite(ply=tmp_path / "scene.ply", cameras={"cameras": []}, static_dir=static)
+    site = ViewerSite(splat=tmp_path / "scene.ply", cameras={"cameras": []}, static_dir=static)
     assert site.resolve("/index.html") == (static / "index.html").resolve()
     assert site.resolve("/viewer.js") == (static / "viewer.js").resolve()
     assert site.resolve("/node_modules/three/build/three.module.js") is not None
@@ -291,7 +329,7 @@ def test_view_command_serves_until_stopped(tmp_path):
             assert line, f"view exited early: {proc.stderr.read() if proc.poll() is not None else ''}"
             lines.append(line)
         info = json.loads("".join(lines))
-        assert info["ply"] == str((run / "export" / "scene.ply").resolve())
+        assert info["splat"] == str((run / "export" / "scene.ply").resolve()) and info["format"] == "ply"
         assert info["transforms"] == str((run / "transforms.json").resolve())
         host_port = info["url"].split("/")[2]
         conn = http.client.HTTPConnection(host_port, timeout=10)
@@ -400,6 +438,69 @@ def test_page_renders_the_splat_in_chromium(tmp_path):
             assert page.text_content("#camera-name").startswith("camera 2/12")
             browser.close()
     finally:
+        server.shutdown()
+        server.server_close()
+    assert not errors, errors
+
+
+# --- every export format in the browser -------------------------------------------------------------
+
+
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_format_skip_reason() is not None, reason=str(_format_skip_reason()))
+@pytest.mark.parametrize("format_name", ["ply-compressed", "splat", "spz", "sog"])
+def test_each_export_format_renders_in_chromium(chromium, tmp_path, format_name):
+    """`splatforge view RUN --format F` for each compact format: Spark decodes it with no console error,
+    every Gaussian arrives, and the ball shows right way up in its colours."""
+    from splatforge.splat.formats import FORMATS, read_splat, write_splat
+
+    run = write_test_run(tmp_path / "run")
+    fmt = FORMATS[format_name]
+    write_splat(read_splat(run / "export" / "scene.ply"), run / "export" / f"scene{fmt.suffix}")
+    view = resolve_input(run, format_name)
+    assert view.splat.name == f"scene{fmt.suffix}" and view.format is fmt
+    server = make_server(view, ServerOptions(port=0))
+    serve_in_thread(server)
+    errors: list[str] = []
+    page = chromium.new_page(viewport={"width": 640, "height": 480})
+    try:
+        page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+        url = server_url(server)
+        assert f"ply=scene{fmt.suffix}&" in url
+        page.goto(url)
+        page.wait_for_function("() => window.__splatforge?.error || window.__splatforge?.frames >= 10",
+                               timeout=120_000)
+        state = page.evaluate("() => window.__splatforge")
+        assert state["error"] is None, state["error"]
+        assert state["loaded"] and state["numSplats"] == 4500 and state["cameras"] == 12
+        deadline = time.monotonic() + 30
+        while True:
+            shot = _screen(page, tmp_path / f"{format_name}.png")
+            covered = _not_background(shot, state["background"]).mean()
+            if covered > 0.05 or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(500)
+        assert covered > 0.05, f"only {covered:.1%} of the canvas differs from the background"
+        red = (shot[..., 0] > 150) & (shot[..., 1] < 100) & (shot[..., 2] < 100)
+        blue = (shot[..., 2] > 150) & (shot[..., 0] < 100) & (shot[..., 1] < 130)
+        assert red.sum() > 500 and blue.sum() > 500, (red.sum(), blue.sum())
+        assert np.nonzero(red)[0].mean() < np.nonzero(blue)[0].mean(), "the splat is upside down"
+    finally:
+        page.close()
         server.shutdown()
         server.server_close()
     assert not errors, errors

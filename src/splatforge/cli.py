@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: this typer's rich panels print `<bool>` after every flag, which reads as if the
+    # flag took a value.
+    rich_markup_mode=None,
 )
 
 # Order = order in --help. Each module registers its own commands.

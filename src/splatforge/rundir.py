@@ -5,24 +5,34 @@ re-run, resumed, or run on another machine. Layout (paths relative to the run fo
 
     run.json                 manifest: versions, configuration, each stage's status/start/end/error
     input/                   what the user gave, when it had to be unpacked (zip) or linked
-    frames/                  the images the pipeline works on (extracted video frames or linked photos)
+    frames/                  the images the pipeline works on (extracted video frames or the photos:
+                             upright 8-bit RGB JPEG/PNG, no EXIF orientation; see capture/imageio.py)
+    ingest.json              per photo: source, linked / copied / written, what was changed, size
     frames.json              per frame: source (file or video time stamp), sharpness, source index
     quality.json             capture check result (score, verdict, advice, per-image measures)
     quality/                 contact sheet (PNG + HTML)
     colmap/database.db       SfM features and matches
-    sparse/0/                COLMAP model of `frames/` (original camera models, with 3D points)
+    distorted/sparse/0/      COLMAP model of `frames/` as estimated (original camera models, 3D points)
+    distorted/images         link to frames/: distorted/ is a COLMAP dataset of the original photos
     images_undistorted/      PINHOLE images for training (originals stay in frames/)
+    images                   link to images_undistorted/ (to frames/ when undistortion is off)
+    sparse/0/                COLMAP model of `images/`: PINHOLE cameras, same poses and 3D points. With
+                             `images`, the undistorted dataset gsplat's simple_trainer and the INRIA
+                             3DGS trainer read as it is (COLMAP image_undistorter's layout)
     transforms.json          the training scene: nerfstudio layout (camera-to-world, OpenGL axes),
                              PINHOLE intrinsics, file paths into images_undistorted/ (or frames/)
     poses.json               what the pose stage measured (registered, errors, timings)
     checkpoints/             ckpt_XXXXXXX.pt, newest last; written atomically
     metrics.jsonl            one JSON line per logging step
     renders/                 held-out renders next to their photographs
-    export/scene.ply         the splat in the standard 3DGS PLY layout
+    export/scene.ply         the splat in the standard 3DGS PLY layout (exact)
+    export/scene.<ending>    the same splat in compact formats (splat/formats): .sog, .spz,
+                             .compressed.ply, .splat; the export stage writes the PLY and .spz
     report.json, report.html the human report
 
 Writes are atomic (write to a temporary file in the same folder, then rename): a crash never leaves a
-half-written file that a later stage would trust.
+half-written file that a later stage would trust. Files and folders get the modes the umask allows
+(0644 / 0755 under the usual 022), so others on a shared host can read a run.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
+import secrets
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,17 +51,42 @@ from typing import Any
 
 from splatforge.console import to_jsonable
 
-STAGES = ("frames", "check", "poses", "train", "export", "report")
-
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _new_temp_file(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    """An open, new, empty file beside the target, created with mode 0o666 so that the umask decides
+    who may read it (tempfile.mkstemp makes every file 0600, which left scene.ply, report.html and the
+    undistorted images unreadable to a colleague or a web server on a shared host)."""
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new, empty folder in `parent` whose mode the umask decides (tempfile.mkdtemp makes it 0700)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            tmp.mkdir(mode=0o777)
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {parent}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp_file(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -80,7 +115,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = _new_temp_file(path.parent, f".{path.stem}.", path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -173,6 +208,21 @@ class RunDir:
         return self.root / "images_undistorted"
 
     @property
+    def images(self) -> Path:
+        """Link to the images `sparse/0` describes (images_undistorted/, or frames/ without undistortion)."""
+        return self.root / "images"
+
+    @property
+    def distorted_sparse(self) -> Path:
+        """The model as estimated (original camera models) of `frames/`."""
+        return self.root / "distorted" / "sparse" / "0"
+
+    @property
+    def distorted_images(self) -> Path:
+        """Link to frames/, so that distorted/ is a COLMAP dataset of its own."""
+        return self.root / "distorted" / "images"
+
+    @property
     def transforms_json(self) -> Path:
         return self.root / "transforms.json"
 
@@ -203,6 +253,29 @@ class RunDir:
     @property
     def ply(self) -> Path:
         return self.export_dir / "scene.ply"
+
+    # The other export formats (splat/formats): export/scene<suffix>, one property per format name.
+    @property
+    def ply_compressed(self) -> Path:
+        return self.export_dir / "scene.compressed.ply"
+
+    @property
+    def splat(self) -> Path:
+        return self.export_dir / "scene.splat"
+
+    @property
+    def spz(self) -> Path:
+        return self.export_dir / "scene.spz"
+
+    @property
+    def sog(self) -> Path:
+        return self.export_dir / "scene.sog"
+
+    def export_file(self, format_name: str) -> Path:
+        """export/scene<suffix> for a format name of `splat.formats.FORMATS` (ply, ply-compressed, ...)."""
+        from splatforge.splat.formats import format_named
+
+        return getattr(self, format_named(format_name).name.replace("-", "_"))
 
     @property
     def report_json(self) -> Path:
@@ -244,31 +317,36 @@ class RunDir:
         return self.read_manifest()["stages"].get(stage, {}).get("status")
 
     @contextmanager
-    def stage(self, name: str, config: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Record a stage in run.json: running -> done | failed (with the error and its advice).
+    def stage(self, name: str, options: Any = None) -> Iterator[dict[str, Any]]:
+        """Record a stage in run.json: running -> done | failed | cancelled | interrupted (with the error
+        and its advice). `options` is the stage's options dataclass: stored in full (`options`) and as the
+        part that changes the result (`result_options`, what a re-run compares against).
 
         Yields a dict the stage may fill with a short summary (stored under the stage's entry).
         """
+        from splatforge.options import comparable, to_dict
+
         self.create()
         if not self.read_manifest().get("versions"):
             self.update_manifest(versions=collect_versions())
         summary: dict[str, Any] = {}
-        start = now_iso()
-        self.set_stage(name, status="running", start=start, end=None, error=None,
-                       config=to_jsonable(config or {}))
+        self.set_stage(name, status="running", start=now_iso(), end=None, error=None, seconds=None,
+                       pid=os.getpid(), host=platform.node(), options=to_jsonable(to_dict(options)),
+                       result_options=to_jsonable(comparable(options)))
         t0 = _dt.datetime.now()
         try:
             yield summary
         except BaseException as exc:
             from splatforge.errors import SplatforgeError
 
-            interrupted = isinstance(exc, KeyboardInterrupt)
+            status = ("cancelled" if getattr(exc, "exit_code", None) == 130
+                      else "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             error = {"type": type(exc).__name__, "message": getattr(exc, "message", str(exc))}
             if isinstance(exc, SplatforgeError):
                 error["advice"] = exc.advice
-            elif not interrupted:
+            elif status == "failed":
                 error["traceback"] = traceback.format_exc(limit=8)
-            self.set_stage(name, status="interrupted" if interrupted else "failed", end=now_iso(),
+            self.set_stage(name, status=status, end=now_iso(),
                            seconds=(_dt.datetime.now() - t0).total_seconds(), error=error,
                            summary=to_jsonable(summary))
             raise

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import base64
 import io
+import statistics
 from pathlib import Path
 from typing import Any
 
 from splatforge.rundir import atomic_write_json, atomic_write_text
+
+
+def median_and_spread(values: list[float]) -> tuple[float | None, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, 0.0
+    return statistics.median(values), (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+
 
 # key, label, better ("max" | "min"), format
 METRICS = [
@@ -32,8 +41,6 @@ RULES = {"psnr": ("down", 0.1, None), "ssim": ("down", 0.005, None), "train_s": 
 
 
 def _stats(cells: list[dict], capture: str, preset: str, key: str) -> tuple[float | None, float, int]:
-    from splatforge.bench.runner import median_and_spread
-
     values = [c.get(key) for c in cells if c["capture"] == capture and c["preset"] == preset and c.get("ok")]
     med, spread = median_and_spread(values)
     return med, spread, len([v for v in values if v is not None])

@@ -16,7 +16,6 @@ import os
 import platform
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -119,7 +118,9 @@ def prepare_poses(name: str, source: Path, bench_dir: Path, log: Callable[[str],
     if stages.get("poses", {}).get("status") == "done":
         return run
     log(f"[{name}] poses")
-    cmd = _cli(["run", str(source), "-o", str(run.root), "--until", "poses", "--force", "--json"])
+    # --engine colmap: the bench measures SfM even on a capture that has poses (fox's transforms.json)
+    cmd = _cli(["run", str(source), "-o", str(run.root), "--until", "poses", "--force", "--engine", "colmap",
+                "--json"])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"poses failed for {name}: {proc.stderr.strip()[-800:]}",
@@ -224,10 +225,3 @@ def run_bench(captures: list[str], bench_dir: Path, options: BenchOptions | None
                 data["cells"].append(run_cell(name, source, poses, preset, rep, bench_dir, options, log))
                 write_outputs(data, bench_dir, baseline_data)
     return write_outputs(data, bench_dir, baseline_data)
-
-
-def median_and_spread(values: list[float]) -> tuple[float | None, float]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, 0.0
-    return statistics.median(values), (max(values) - min(values)) / 2 if len(values) > 1 else 0.0

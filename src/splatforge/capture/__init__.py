@@ -1,4 +1,5 @@
-"""Capture stage: pick frames from a video and check a capture before spending time on it.
+"""Capture stage: bring photos, a video or a zip into frames/ (`capture.ingest`; every image is decoded
+by `capture.imageio`), pick frames from a video and check a capture before spending time on it.
 
 from splatforge.capture import extract_frames, check_capture, write_quality
 """

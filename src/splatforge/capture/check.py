@@ -7,7 +7,9 @@ before pose estimation and stops on `will-fail` unless forced.
 
 Thresholds were set on the shared real captures (see docs/benchmarks-capture.md for the numbers):
 ORB at 800 px finds at most ~15 fundamental-matrix inliers between unrelated photos, while truly
-overlapping pairs give 60-300, hence `MatchOptions.min_inliers = 30`.
+overlapping pairs give 60-300, hence `MatchOptions.min_inliers = 30`. ORB misses overlaps that SIFT (what
+the pose stage matches) finds, so before the check reports a capture as split, or a step of an ordered one
+as broken, SIFT is asked too (`CheckOptions.second_opinion`); captures ORB finds whole pay nothing extra.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import cv2
 import numpy as np
 
 from splatforge.capture.frames import FrameOptions, sample_video
-from splatforge.capture.images import ImageInfo, list_images, read_for_analysis, read_info
+from splatforge.capture.imageio import ImageInfo, MissingDecoder, list_images, read_for_analysis, read_info
 from splatforge.capture.matching import (
     MatchOptions,
     PairMatch,
@@ -34,6 +36,7 @@ from splatforge.capture.matching import (
     retrieve,
 )
 from splatforge.capture.measures import downscale, exposure, normalise_thumbs, sharpness, thumbnail, to_gray
+from splatforge.console import log
 from splatforge.errors import CaptureRejected, InputError
 from splatforge.rundir import atomic_write_json
 
@@ -46,6 +49,9 @@ class CheckOptions:
 
     analysis_size: int = 800  # long side (px) of the grey copy features are found on
     match: MatchOptions = field(default_factory=MatchOptions)
+    # Matcher asked again when the first one splits the capture into groups or breaks a step of an ordered
+    # one (None: never). SIFT, as the pose stage uses, at ~7x ORB's cost (docs/benchmarks-capture.md).
+    second_opinion: MatchOptions | None = field(default_factory=lambda: MatchOptions(detector="sift"))
     frames: FrameOptions = field(default_factory=FrameOptions)  # how a video is sampled
     ordered: bool | None = None  # None: a video is ordered; a folder is if its neighbours match
     ordered_min_share: float = 0.7  # share of connected name-neighbours that makes a folder "ordered"
@@ -135,21 +141,16 @@ def write_quality(report: QualityReport, path: Path) -> None:
     atomic_write_json(path, report.to_dict())
 
 
-def gate(report: QualityReport, force: bool = False) -> None:
-    """The pipeline's stop sign: raise `CaptureRejected` (with the advice) on `will-fail` unless forced.
-
-    Typical use before pose estimation::
-
-        report = check_capture(rd.frames, report_dir=rd.quality_dir)
-        write_quality(report, rd.quality_json)
-        gate(report, force=force)
-    """
-    if report.verdict != "will-fail" or force:
+def gate(report: QualityReport, force: bool = False, details: str = "quality.json") -> None:
+    """The pipeline's stop sign: raise `CaptureRejected` (with the advice) on `will-fail` unless forced."""
+    if report.verdict != "will-fail":
+        return
+    if force:
+        log.warning("the capture check says will-fail; continuing because the gate was forced")
         return
     raise CaptureRejected(
-        f"the capture check predicts failure (score {report.score}/100): " + report.advice[0],
-        " ".join(report.advice[1:] + ["Fix the capture, or run again with --force to try anyway."]),
-    )
+        f"the capture check predicts that this capture cannot be reconstructed (score {report.score}/100)",
+        " ".join(report.advice[:4] + [f"Details: {details}. To try anyway, re-run with --force."]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,6 +176,8 @@ def _load_folder(folder: Path, options: CheckOptions, pool: ThreadPoolExecutor) 
     def load(path: Path) -> _Loaded:
         try:
             info = read_info(path)
+        except MissingDecoder:
+            raise  # HEIC without its decoder: say how to convert, not "unreadable"
         except Exception:
             return _Loaded(path.name, ImageInfo(0, 0, 1), None)
         return _Loaded(path.name, info, read_for_analysis(path, info, options.analysis_size))
@@ -333,33 +336,8 @@ def check_capture(
             measures = [r[0] for r in results]
             features = [r[1] for r in results]
             thumbs = [r[2] for r in results]
-            n = len(measures)
-
-            # Order: a video is ordered; a folder is when most name-neighbours overlap.
-            neighbour = {}
-            if n > 1:
-                neighbour = {
-                    (m.i, m.j): m
-                    for m in pool.map(lambda k: _match(features, k, k + 1, options.match), range(n - 1))
-                }
-            ordered = options.ordered
-            if ordered is None:
-                share = np.mean([p.connected for p in neighbour.values()]) if neighbour else 0.0
-                ordered = is_video or bool(share >= options.ordered_min_share)
-            todo = [p for p in _pairs_to_match(n, ordered, neighbour, options) if p not in neighbour]
-            matches: dict[tuple[int, int], PairMatch] = dict(neighbour)
-            for m in pool.map(lambda p: _match(features, p[0], p[1], options.match), todo):
-                matches[(m.i, m.j)] = m
-            groups = components(n, [k for k, m in matches.items() if m.connected])
-            bridged = 0
-            for _ in range(options.bridge_rounds):
-                if len(groups) == 1 or (n <= options.all_pairs_max and not ordered):
-                    break
-                extra = _bridge_pairs(features, groups, set(matches), options)
-                for m in pool.map(lambda p: _match(features, p[0], p[1], options.match), extra):
-                    matches[(m.i, m.j)] = m
-                bridged += len(extra)
-                groups = components(n, [k for k, m in matches.items() if m.connected])
+            graph = _connectivity(loaded, features, is_video, options, pool)
+            matches, groups, ordered, bridged = graph.matches, graph.groups, graph.ordered, graph.bridged
             t_match = time.perf_counter()
     finally:
         cv2.setNumThreads(previous_threads)
@@ -373,6 +351,8 @@ def check_capture(
         ordered=ordered,
         pairs_matched=len(matches),
         bridge_pairs=bridged,
+        matched_with=graph.matched_with,
+        first_matcher_groups=graph.first_groups,
         seconds={
             "load": round(t_load - t0, 3),
             "measure": round(t_measure - t_load, 3),
@@ -393,6 +373,86 @@ def _replace(options: CheckOptions, **changes) -> CheckOptions:
     from dataclasses import replace
 
     return replace(options, **changes)
+
+
+@dataclass
+class _ViewGraph:
+    matches: dict[tuple[int, int], PairMatch]
+    groups: list[list[int]]  # connected components, largest first
+    ordered: bool
+    bridged: int  # pairs added to join components
+    matched_with: str = ""  # which detector(s) the graph rests on
+    first_groups: int = 0  # groups the first matcher found
+
+
+def _connectivity(loaded: list, features: list, is_video: bool, options: CheckOptions,
+                  pool: ThreadPoolExecutor) -> _ViewGraph:
+    """The view graph from the first matcher, with the second opinion where the first one says no."""
+    first, second = options.match, options.second_opinion
+    graph = _view_graph(features, is_video, options, first, pool)
+    graph.matched_with, graph.first_groups = first.detector, len(graph.groups)
+    if second is None or second.detector == first.detector:
+        return graph
+    if len(graph.groups) > 1:
+        # The capture would be reported as split: ask the second matcher before telling the user to re-shoot
+        # (ORB saw 6 groups in the demo capture that SIFT and COLMAP see as one; docs/benchmarks-capture.md).
+        others = list(pool.map(lambda it: None if it.image is None else detect(to_gray(it.image),
+                                                                                 make_detector(second)), loaded))
+        again = _view_graph(others, is_video, options, second, pool)
+        again.matched_with = f"{first.detector}, then {second.detector} (the first split the capture)"
+        again.first_groups = graph.first_groups
+        return again
+    if graph.ordered:
+        rechecked = _recheck_steps(loaded, graph, second, pool)
+        if rechecked:
+            graph.matched_with += f" ({rechecked} broken steps matched again with {second.detector})"
+    return graph
+
+
+def _view_graph(
+    features: list, is_video: bool, options: CheckOptions, match: MatchOptions, pool: ThreadPoolExecutor
+) -> _ViewGraph:
+    """Which images share enough features: neighbours first, then the pairs `_pairs_to_match` picks,
+    then retrieval between components (`_bridge_pairs`)."""
+    n = len(features)
+    # Order: a video is ordered; a folder is when most name-neighbours overlap.
+    neighbour = {}
+    if n > 1:
+        neighbour = {(m.i, m.j): m for m in pool.map(lambda k: _match(features, k, k + 1, match), range(n - 1))}
+    ordered = options.ordered
+    if ordered is None:
+        share = np.mean([p.connected for p in neighbour.values()]) if neighbour else 0.0
+        ordered = is_video or bool(share >= options.ordered_min_share)
+    todo = [p for p in _pairs_to_match(n, ordered, neighbour, options) if p not in neighbour]
+    matches: dict[tuple[int, int], PairMatch] = dict(neighbour)
+    for m in pool.map(lambda p: _match(features, p[0], p[1], match), todo):
+        matches[(m.i, m.j)] = m
+    groups = components(n, [k for k, m in matches.items() if m.connected])
+    bridged = 0
+    for _ in range(options.bridge_rounds):
+        if len(groups) == 1 or (n <= options.all_pairs_max and not ordered):
+            break
+        extra = _bridge_pairs(features, groups, set(matches), options)
+        for m in pool.map(lambda p: _match(features, p[0], p[1], match), extra):
+            matches[(m.i, m.j)] = m
+        bridged += len(extra)
+        groups = components(n, [k for k, m in matches.items() if m.connected])
+    return _ViewGraph(matches, groups, ordered, bridged)
+
+
+def _recheck_steps(loaded: list, graph: _ViewGraph, match: MatchOptions, pool: ThreadPoolExecutor) -> int:
+    """Match the broken steps of an ordered capture again with `match` (its own detector) and keep the
+    pairs that connect: the advice "add views between k and k+1" must not rest on one detector's miss.
+    Returns how many steps were re-checked."""
+    gaps = [k for k in range(len(loaded) - 1) if not graph.matches[(k, k + 1)].connected]
+    involved = sorted({k for g in gaps for k in (g, g + 1)} - {k for k, it in enumerate(loaded) if it.image is None})
+    features: list = [None] * len(loaded)
+    for k, f in zip(involved, pool.map(lambda k: detect(to_gray(loaded[k].image), make_detector(match)), involved)):
+        features[k] = f
+    for m in pool.map(lambda k: _match(features, k, k + 1, match), gaps):
+        if m.connected:
+            graph.matches[(m.i, m.j)] = m
+    return len(gaps)
 
 
 def _match(features: list, i: int, j: int, options: MatchOptions) -> PairMatch:

@@ -20,30 +20,40 @@ def frames(
     as_json: bool = typer.Option(False, "--json", help="Print frames.json on stdout."),
 ) -> None:
     """Extract the sharpest frame of each time window of a video (automatic count: 60-150)."""
-    from splatforge.capture.frames import FrameOptions, extract_frames
+    from splatforge.capture.frames import FrameOptions
+    from splatforge.capture.stages import FRAMES
     from splatforge.console import console, emit_json
     from splatforge.errors import InputError, SplatforgeError
+    from splatforge.pipeline_cli import progress_display
+    from splatforge.rundir import RunDir, read_json
+    from splatforge.stage import run_stage
 
+    run = RunDir(out)
     try:
         if count is not None and fps is not None:
             raise InputError(
                 "--count and --fps were both given.", "Use one of them (or neither for automatic)."
             )
-        result = extract_frames(video, out, FrameOptions(count=count, fps=fps, max_size=max_size))
+        if not Path(video).is_file():
+            raise InputError(f"{video} is not a video file", "give the path of a video (mp4, mov, ...)")
+        run.create().update_manifest(input=str(Path(video).expanduser().resolve()))
+        with progress_display(enabled=not as_json) as events:
+            run_stage(FRAMES, run, FrameOptions(count=count, fps=fps, max_size=max_size), events)
     except SplatforgeError as exc:
         from splatforge.cli import fail
 
         fail(exc, as_json)
         return
+    result = read_json(run.frames_json) or {}
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
-    w, h = result.size
+    w, h = result.get("size") or (0, 0)
     console.print(
-        f"kept [bold]{len(result.frames)}[/] frames ({w}x{h}) of {result.decoded_frames} in "
-        f"{result.seconds:.1f} s -> {result.frames_dir}"
+        f"kept [bold]{len(result.get('frames', []))}[/] frames ({w}x{h}) of {result.get('decoded_frames')} in "
+        f"{result.get('seconds', 0):.1f} s -> {run.frames}"
     )
-    console.print(f"why: {result.reason}")
+    console.print(f"why: {result.get('reason')}")
 
 
 def check(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 from splatforge.capture.measures import downscale, sharpness, thumb_distance, thumbnail
 from splatforge.console import log
 from splatforge.errors import InputError
-from splatforge.rundir import atomic_write_json
+from splatforge.rundir import atomic_write_json, make_temp_dir
 
 
 @dataclass
@@ -317,7 +316,7 @@ def extract_frames(video: Path, out_dir: Path, options: FrameOptions = FrameOpti
     selection = select_frames(scan, options)
     by_index = {s.index: s for s in scan.frames}
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".frames.", dir=out_dir))
+    tmp = make_temp_dir(out_dir, ".frames.")
     records: list[ExtractedFrame] = []
     size = (0, 0)
     try:

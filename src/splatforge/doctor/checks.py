@@ -719,6 +719,19 @@ def check_viewer(f: Facts) -> Check:
                  f"npm --prefix {web} install", "viewer")  # fmt: skip
 
 
+def check_lpips(env: dict[str, str]) -> Check:
+    """LPIPS in the hold-out metrics: optional (a run without it reports PSNR and SSIM), so never a failure."""
+    from splatforge.splat import lpips_files
+
+    files = lpips_files.check_files(env)
+    if files.problem is None:
+        path = lpips_files.alexnet_weights(env)
+        return Check("metrics.lpips", OK, f"LPIPS(alex) weights: {path} ({path.stat().st_size / 1e6:.0f} MB)",
+                     data={"path": str(path)})
+    return Check("metrics.lpips", WARN, f"hold-out LPIPS will not be reported: {files.problem}", files.fix,
+                 data={"folder": str(lpips_files.torch_hub_checkpoints(env))})
+
+
 # ---------------------------------------------------------------------------------------------- system
 
 
@@ -938,7 +951,8 @@ def run_checks(
     if opts.deep:
         deep_steps = run_probe(DEEP_STEPS, env, opts.deep_timeout_s)
         checks.append(check_gsplat_render(f, deep_steps, gsplat_build(f)))
-    checks += [check_pycolmap(f), check_numpy(f), *check_libs(f), *check_video(f), check_viewer(f)]
+    checks += [check_pycolmap(f), check_numpy(f), *check_libs(f), *check_video(f), check_viewer(f),
+               check_lpips(env)]
     checks += [check_disk(opts.workspace), check_ram(), check_shm()]
     with ThreadPoolExecutor(max_workers=2) as pool:
         db = pool.submit(check_db, env, needs, opts.service_timeout_s)

@@ -4,7 +4,8 @@
 
 Writes (any engine): sparse/0 (COLMAP model of frames/), colmap/database.db, images_undistorted/
 (PINHOLE), transforms.json (training scene with `ply_file_path`) and poses.json (= PoseResult.to_dict()).
-Engines: `colmap` (pycolmap SfM, default), `known` (given cameras, optional triangulation), `vggt`.
+Engines: `auto` (default: the capture's own transforms.json / COLMAP model when it poses its photos, see
+`poses.existing`, else `colmap`), `colmap` (pycolmap SfM), `known` (given cameras, optional triangulation), `vggt`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from splatforge.errors import PoseError, SplatforgeError
+from splatforge.errors import InputError, PoseError, SplatforgeError
 from splatforge.poses.options import PoseOptions, PoseResult
 from splatforge.rundir import RunDir, atomic_write_json
 
@@ -52,6 +54,18 @@ def _run_colmap(run: RunDir, names: list[str], ordered: bool, options: PoseOptio
                               "evidence": out.evidence}
 
 
+def _run_engine(run: RunDir, names: list[str], ordered: bool, options: PoseOptions, say):
+    if options.engine == "known":
+        from splatforge.poses import known
+
+        return known.from_known_cameras(run, names, options, say)
+    if options.engine == "vggt":
+        from splatforge.poses import vggt_engine
+
+        return vggt_engine.run_vggt(run, names, options, say)
+    return _run_colmap(run, names, ordered, options, say)
+
+
 def estimate_poses(run: RunDir, options: PoseOptions | None = None,
                    progress: Progress | None = None) -> PoseResult:
     """Estimate camera poses for the images in `run.frames` and write the stage's outputs.
@@ -60,7 +74,7 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     Raises PoseError (with advice) when no usable model comes out. Recording the stage in run.json is
     the caller's job (`estimate_poses_for` and the pipeline do it).
     """
-    from splatforge.poses import inputs, undistort
+    from splatforge.poses import existing, inputs, undistort
 
     options = options or PoseOptions()
     say = progress or (lambda step, frac: None)
@@ -70,17 +84,21 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     _clear_outputs(run)
     if not names:
         raise PoseError("there are no images to place", "give a folder of photos or a video")
+    asked, (options, found) = options.engine, existing.resolve_engine(run, options, names)
+    if found:
+        log.info(found)
     try:
-        if options.engine == "known":
-            from splatforge.poses import known
-
-            rec, seconds, extra = known.from_known_cameras(run, names, options, say)
-        elif options.engine == "vggt":
-            from splatforge.poses import vggt_engine
-
-            rec, seconds, extra = vggt_engine.run_vggt(run, names, options, say)
-        else:
-            rec, seconds, extra = _run_colmap(run, names, ordered, options, say)
+        try:
+            rec, seconds, extra = _run_engine(run, names, ordered, options, say)
+        except InputError as exc:
+            if asked != "auto" or options.engine != "known":
+                raise
+            log.warning("the poses in %s do not fit these photos (%s): estimating poses anew", options.cameras,
+                        exc.message)
+            found, options = None, replace(options, engine="colmap", cameras=None)
+            rec, seconds, extra = _run_engine(run, names, ordered, options, say)
+        if found:
+            extra["notes"] = [found] + extra.get("notes", [])
     except SplatforgeError:
         raise
     except Exception as exc:  # never a bare LinAlgError/RuntimeError in front of the user

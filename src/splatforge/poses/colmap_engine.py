@@ -81,13 +81,9 @@ def use_gpu(options: PoseOptions) -> bool:
 
 
 def image_sizes(image_dir: Path, names: list[str]) -> dict[str, tuple[int, int]]:
-    from PIL import Image
+    from splatforge.capture.imageio import image_size
 
-    sizes = {}
-    for name in names:
-        with Image.open(image_dir / name) as im:
-            sizes[name] = im.size
-    return sizes
+    return {name: image_size(image_dir / name) for name in names}
 
 
 # --------------------------------------------------------------------------------------------------------

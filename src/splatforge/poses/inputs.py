@@ -1,17 +1,16 @@
 """Which images the pose stage works on, and where the run folder is.
 
-Until the ingest stage lands, an image folder is linked into `run.frames` here (`prepare_run`).
+An image folder (or video, or zip) given to the pose stage directly goes through the capture stage's
+ingest first (`prepare_run`), so frames/ is always upright 8-bit RGB.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from splatforge.capture.imageio import IMAGE_SUFFIXES
 from splatforge.errors import InputError
 from splatforge.rundir import RunDir, read_json
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def is_run_folder(path: Path) -> bool:
@@ -42,23 +41,8 @@ def prepare_run(source: Path, out: Path | None = None) -> RunDir:
         raise InputError(f"{source} does not exist", "give an image folder or a run folder")
     if source.is_dir() and is_run_folder(source) and out is None:
         return RunDir(source)
+    from splatforge.capture.ingest import ingest
+
     run = RunDir(out if out is not None else Path("runs") / source.name)
-    try:  # the lead's ingest stage, once it exists, knows videos and zips too
-        from splatforge.ingest import ingest
-    except ImportError:
-        ingest = None
-    if ingest is not None:
-        ingest(source, run)
-        return run
-    if not source.is_dir():
-        raise InputError(f"{source} is not a folder of images", "give a folder of JPG/PNG photos")
-    names = list_images(source)
-    if not names:
-        raise InputError(f"{source} holds no JPG/PNG images", "give a folder of photos")
-    run.frames.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        dst = run.frames / name
-        if dst.exists():
-            continue
-        shutil.copy2(source / name, dst)  # a copy, never a link: later stages may rewrite frames/
+    ingest(source, run)
     return run

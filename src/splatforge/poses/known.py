@@ -54,15 +54,16 @@ def _looks_like_rig(path: Path) -> bool:
 
 def _fit_camera(camera: Camera, image: Path) -> Camera:
     """The camera rescaled when the image on disk has another resolution than the file states."""
-    from PIL import Image
+    from splatforge.capture.imageio import image_size
 
-    with Image.open(image) as im:
-        width, height = im.size
+    width, height = image_size(image)
     if (width, height) == (camera.width, camera.height):
         return camera
     sx, sy = width / camera.width, height / camera.height
     if abs(sx - sy) > 0.01:
-        raise InputError(f"{image.name} is {width}x{height} but its camera is {camera.width}x{camera.height}",
+        rotated = " (ingest turned the photo upright from its EXIF orientation; the cameras describe it as " \
+            "stored)" if (width, height) == (camera.height, camera.width) else ""
+        raise InputError(f"{image.name} is {width}x{height} but its camera is {camera.width}x{camera.height}{rotated}",
                          "give the cameras of these very images (same aspect ratio)")
     return camera.scaled(sx)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ENGINES = ("colmap", "vggt", "known")
+ENGINES = ("auto", "colmap", "vggt", "known")
 MATCHING = ("auto", "sequential", "exhaustive", "retrieval")
 MAPPERS = ("auto", "incremental", "global")
 
@@ -14,7 +14,7 @@ MAPPERS = ("auto", "incremental", "global")
 class PoseOptions:
     """How camera poses are estimated. Defaults were chosen on the shared captures (docs/benchmarks-poses.md)."""
 
-    engine: str = "colmap"  # colmap | vggt | known (known is implied by `cameras`)
+    engine: str = "auto"  # auto (the capture's own poses, poses/existing.py; else colmap) | colmap | vggt | known
     # --- features (SIFT) ---
     # longest side the features are extracted at. fox at 1280 instead of 1600: features -31 %, matching -40 %,
     # mapping -31 % CPU, median rotation error 0.182 instead of 0.189 degrees (docs/benchmarks-poses.md)
@@ -77,7 +77,7 @@ class PoseOptions:
     def __post_init__(self) -> None:
         if self.cameras is not None:
             self.cameras = Path(self.cameras)
-            if self.engine == "colmap":
+            if self.engine in ("auto", "colmap"):
                 self.engine = "known"
         if self.vggt_weights is not None:
             self.vggt_weights = Path(self.vggt_weights)

@@ -1,34 +1,98 @@
-"""Write the pose stage's outputs: sparse/0 (original cameras), images_undistorted/ (PINHOLE) and
-transforms.json (the training scene, with the sparse points as a PLY).
+"""Write the pose stage's outputs: two COLMAP datasets and the training scene.
+
+    distorted/sparse/0/   the model as estimated: original camera models (e.g. RADIAL), of frames/
+    distorted/images   -> ../frames
+    images_undistorted/   PINHOLE images, same file names
+    images             -> images_undistorted
+    sparse/0/             the same model for images/: PINHOLE cameras, the same poses and 3D points,
+                          keypoints moved into the undistorted images
+    transforms.json       the training scene (PINHOLE, paths into images_undistorted/), sparse points as a PLY
+
+`images/` + `sparse/0` is the undistorted dataset that COLMAP's image_undistorter writes and that
+gsplat's simple_trainer and the INRIA 3DGS trainer (`-s RUN`) read as it is; nerfstudio reads
+transforms.json. `distorted/` is the dataset to re-run SfM tools on. Without undistortion, sparse/0
+is the original model and `images` links to frames/.
 
 Undistortion uses pycolmap's own choice of the PINHOLE camera (`pycolmap.undistort_camera`, no blank
 pixels) and one OpenCV remap table per camera, shared by every image of that camera: this is what
 `pycolmap.undistort_images` does, but without recomputing the table per image (8x faster on fox).
+pycolmap has no binding for COLMAP's UndistortReconstruction, so the PINHOLE model is made here: the
+cameras replaced, each keypoint mapped through the original camera's rays into the PINHOLE one.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from splatforge.rundir import RunDir, atomic_path
+from splatforge.capture.imageio import read_image, write_image
+from splatforge.rundir import RunDir
 from splatforge.scene.colmap import reconstruction_to_scene
 from splatforge.scene.transforms import write_transforms
 from splatforge.scene.types import Camera, Frame, Scene
 
+log = logging.getLogger(__name__)
 PLY_NAME = "sparse_points.ply"
 
 
+def _write_model(reconstruction, folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    reconstruction.write_binary(str(folder))
+    return folder
+
+
+def _link_folder(link: Path, target: Path) -> None:
+    """`link` -> `target` (relative). A real folder already at `link` is left alone (it may hold the
+    user's own photos, e.g. when RUN/images was the input): only the COLMAP layout is then incomplete."""
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        log.warning("%s is a folder of its own, not splatforge's link to %s: left as it is", link, target.name)
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+
+
 def write_sparse(reconstruction, run: RunDir) -> Path:
-    """The kept model into sparse/0 (replacing what was there)."""
-    if run.sparse.exists():
-        shutil.rmtree(run.sparse)
-    run.sparse.mkdir(parents=True)
-    reconstruction.write_binary(str(run.sparse))
+    """The model as estimated into distorted/sparse/0 (+ distorted/images -> frames), and into
+    sparse/0 (+ images -> frames) until `undistort` replaces that pair with the PINHOLE one."""
+    _write_model(reconstruction, run.distorted_sparse)
+    _link_folder(run.distorted_images, run.frames)
+    _write_model(reconstruction, run.sparse)
+    _link_folder(run.images, run.frames)
     return run.sparse
+
+
+def undistorted_reconstruction(reconstruction, pinholes: dict):
+    """A copy of `reconstruction` for the undistorted images: each camera replaced by its PINHOLE camera
+    (`pinholes`: camera_id -> pycolmap.Camera), each keypoint moved to where its ray meets the PINHOLE
+    image, unregistered images dropped. Poses and 3D points are unchanged."""
+    import pycolmap
+
+    rec = pycolmap.Reconstruction(reconstruction)
+    rec.tear_down()  # drops the images without a pose (they have no undistorted file)
+    originals = reconstruction.cameras  # `rec` is a copy: these stay the original cameras
+    for cam_id, cam in rec.cameras.items():
+        pinhole = pinholes[cam_id]
+        cam.model, cam.width, cam.height, cam.params = pinhole.model, pinhole.width, pinhole.height, pinhole.params
+    for image in rec.images.values():
+        points = image.points2D
+        if len(points) == 0:
+            continue
+        xy = np.array([p.xy for p in points], dtype=np.float64)
+        rays = originals[image.camera_id].cam_from_img(xy)
+        moved = pinholes[image.camera_id].img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], axis=1))
+        for point, new_xy in zip(points, moved):
+            if np.isfinite(new_xy).all():
+                point.xy = new_xy
+    return rec
 
 
 def undistortion_map(camera, max_image_size: int = -1):
@@ -50,22 +114,12 @@ def undistortion_map(camera, max_image_size: int = -1):
     return pinhole, map_x, map_y
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image, params):
-            raise OSError(f"could not write {path}")
-
-
 def undistort(reconstruction, run: RunDir, max_image_size: int = -1, num_threads: int = -1) -> Scene:
-    """Undistort the registered images to PINHOLE cameras into images_undistorted/ (same file names).
+    """Undistort the registered images to PINHOLE cameras into images_undistorted/ (same file names),
+    and write their model into sparse/0 with `images` -> images_undistorted.
 
     Returns the training scene: frames point into images_undistorted/, poses and points unchanged.
     """
-    import os
-
     import cv2
 
     if run.images_undistorted.exists():
@@ -73,24 +127,26 @@ def undistort(reconstruction, run: RunDir, max_image_size: int = -1, num_threads
     run.images_undistorted.mkdir(parents=True)
     tables = {}
     cameras = {}
+    pinholes = {}
     for cam_id, cam in reconstruction.cameras.items():
         pinhole, map_x, map_y = undistortion_map(cam, max_image_size)
         tables[cam_id] = (map_x, map_y)
+        pinholes[cam_id] = pinhole
         cameras[cam_id] = Camera.from_colmap("PINHOLE", pinhole.width, pinhole.height, list(pinhole.params))
 
     def work(image) -> None:
-        src = cv2.imread(str(run.frames / image.name), cv2.IMREAD_COLOR)
-        if src is None:
-            raise OSError(f"could not read {run.frames / image.name}")
+        src = read_image(run.frames / image.name)  # the pixels COLMAP saw (frames/ is upright, no EXIF tag)
         map_x, map_y = tables[image.camera_id]
         out = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        _write_image(run.images_undistorted / image.name, out)
+        write_image(run.images_undistorted / image.name, out)
 
     images = [im for im in reconstruction.images.values() if im.has_pose]
     threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(work, images))
 
+    _write_model(undistorted_reconstruction(reconstruction, pinholes), run.sparse)
+    _link_folder(run.images, run.images_undistorted)
     scene = reconstruction_to_scene(reconstruction, run.images_undistorted)
     cam_of = {im.name: im.camera_id for im in images}
     scene.frames = [Frame(f.name, f.image, cameras[cam_of[f.name]], f.w2c) for f in scene.frames]

@@ -62,13 +62,15 @@ def load_images(paths: list[Path], target: int = 518) -> tuple[np.ndarray, list[
     """Images as a (S, 3, target, target) float32 array in [0, 1] (white padding), and their geometry."""
     from PIL import Image
 
+    from splatforge.capture.imageio import read_image
+
     batch, geoms = [], []
     for path in paths:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            g = preprocess_geometry(im.width, im.height, target)
-            resized = np.asarray(im.resize((g.inner_width, g.inner_height), Image.Resampling.BICUBIC),
-                                 dtype=np.float32) / 255.0
+        im = Image.fromarray(read_image(path))
+        g = preprocess_geometry(im.width, im.height, target)
+        # PIL's bicubic (antialiased) resize: VGGT's own preprocessing
+        resized = np.asarray(im.resize((g.inner_width, g.inner_height), Image.Resampling.BICUBIC),
+                             dtype=np.float32) / 255.0
         canvas = np.ones((target, target, 3), np.float32)
         canvas[g.pad_top:g.pad_top + g.inner_height, g.pad_left:g.pad_left + g.inner_width] = resized
         batch.append(canvas.transpose(2, 0, 1))

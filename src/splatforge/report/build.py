@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from splatforge.rundir import STAGES, RunDir, atomic_write_json, atomic_write_text, now_iso, read_json
+from splatforge.rundir import RunDir, atomic_write_json, atomic_write_text, now_iso, read_json
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def stages_section(manifest: dict) -> dict[str, Any]:
     stages = manifest.get("stages") or {}
     rows = []
     # The report stage is the one running now (it writes this): it is not part of what it reports.
-    names = [s for s in STAGES if s in stages and s != "report"] + \
-        [s for s in stages if s not in STAGES]
+    # run.json keeps the stages in the order they first ran, which is the pipeline's order.
+    names = [s for s in stages if s != "report"]
     for name in names:
         entry = stages[name] or {}
         error = entry.get("error") or None
@@ -142,6 +142,8 @@ def stages_section(manifest: dict) -> dict[str, Any]:
             "seconds": _num(entry.get("seconds")),
             "error": None if not error else {"type": error.get("type"), "message": error.get("message"),
                                              "advice": error.get("advice")},
+            # an earlier run of this stage that died without an error (see splatforge.postmortem)
+            "previous_death": entry.get("previous_death"),
         })
     total = sum(r["seconds"] or 0.0 for r in rows)
     failed = [r["name"] for r in rows if r["status"] in ("failed", "interrupted")]
@@ -298,10 +300,9 @@ def training_section(run: RunDir, stages: dict) -> tuple[dict[str, Any], dict[st
 
 def pair_psnr(path: Path) -> float | None:
     """PSNR (dB, 8-bit) between the two halves of a render | photograph PNG; None if it is not such a pair."""
-    from PIL import Image
+    from splatforge.capture.imageio import read_image
 
-    with Image.open(path) as im:
-        pixels = np.asarray(im.convert("RGB"), dtype=np.float64)
+    pixels = read_image(path).astype(np.float64)
     width = pixels.shape[1]
     if width < 2 or width % 2:
         return None

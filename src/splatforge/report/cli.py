@@ -14,8 +14,10 @@ def report(
     """Write report.json and report.html (self-contained, works offline) for a run folder."""
     from splatforge.console import console, emit_json
     from splatforge.errors import InputError, SplatforgeError
-    from splatforge.report import build_report, summary_lines
-    from splatforge.rundir import RunDir
+    from splatforge.report import summary_lines
+    from splatforge.report.stage import REPORT
+    from splatforge.rundir import RunDir, read_json
+    from splatforge.stage import run_stage
 
     try:
         rd = RunDir(run)
@@ -24,8 +26,8 @@ def report(
         if not rd.manifest.exists():
             raise InputError(f"{rd.root} has no run.json, so it is not a splatforge run folder",
                              "give the run folder that `splatforge run` created")
-        with rd.stage("report"):
-            result = build_report(rd)
+        run_stage(REPORT, rd)
+        result = read_json(rd.report_json)
     except SplatforgeError as exc:
         from splatforge.cli import fail
 

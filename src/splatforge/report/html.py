@@ -68,12 +68,13 @@ def _img(data: bytes | None, alt: str, mime: str = "image/png") -> str:
 def _render_jpeg(path: Path, max_width: int, quality: int) -> bytes:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.width > max_width:
-            im = im.resize((max_width, max(1, round(im.height * max_width / im.width))), Image.LANCZOS)
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=quality, optimize=True)
+    from splatforge.capture.imageio import read_image
+
+    im = Image.fromarray(read_image(path))
+    if im.width > max_width:
+        im = im.resize((max_width, max(1, round(im.height * max_width / im.width))), Image.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
     return buf.getvalue()
 
 
@@ -320,6 +321,10 @@ def _stages(report: dict) -> str:
     rows = []
     for r in s["stages"]:
         err = _error_box(r.get("error")) if r.get("error") else ""
+        if r.get("previous_death"):
+            death = r["previous_death"]
+            err += _error_box({"type": "an earlier run stopped without a word", "message": death.get("message"),
+                               "advice": death.get("advice")})
         rows.append(f'<tr><td>{escape(r["name"])}</td><td>{_badge(r.get("status"))}</td>'
                     f'<td class="num">{fmt.duration(r.get("seconds"))}</td>'
                     f'<td class="sub nowrap">{escape(_short_time(r.get("start")))}</td></tr>'

@@ -98,10 +98,14 @@ def viewing_direction(w2c: np.ndarray) -> np.ndarray:
 
 
 def rotation_angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> float:
-    """Angle in degrees of the rotation that takes rot_b to rot_a."""
-    rel = np.asarray(rot_a)[:3, :3] @ np.asarray(rot_b)[:3, :3].T
-    cos = np.clip((np.trace(rel) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.degrees(np.arccos(cos)))
+    """Angle in degrees of the rotation that takes rot_b to rot_a.
+
+    atan2(sin, cos) rather than arccos(cos): near zero, arccos turns the trace's float64 round-off
+    (~1e-16) into ~1e-6 degrees of false error; the skew part keeps full precision there."""
+    rel = np.asarray(rot_a, dtype=np.float64)[:3, :3] @ np.asarray(rot_b, dtype=np.float64)[:3, :3].T
+    sin = 0.5 * np.linalg.norm([rel[2, 1] - rel[1, 2], rel[0, 2] - rel[2, 0], rel[1, 0] - rel[0, 1]])
+    cos = (np.trace(rel) - 1.0) / 2.0
+    return float(np.degrees(np.arctan2(sin, cos)))
 
 
 def quat_from_rotmat(rot: np.ndarray) -> np.ndarray:

@@ -94,9 +94,9 @@ def read_rig(path: Path, images: list[Path] | None = None) -> Scene:
             image = path.parent / (str(ref) if ref is not None else f"cam_{i:03d}.jpg")
         width, height = entry.get("width"), entry.get("height")
         if (width is None or height is None) and image.exists():
-            import cv2
+            from splatforge.capture.imageio import image_size  # the one image reader (a header read)
 
-            height, width = cv2.imread(str(image), cv2.IMREAD_UNCHANGED).shape[:2]
+            width, height = image_size(image)
         if width is None or height is None:
             width, height = round(2 * K[0, 2]), round(2 * K[1, 2])
         dist = np.asarray(entry.get("dist", []), dtype=np.float64).reshape(-1)

@@ -28,10 +28,9 @@ def _camera_from(entry: dict, fallback: dict, image: Path | None) -> Camera:
     get = lambda key, default=None: entry.get(key, fallback.get(key, default))  # noqa: E731
     width, height = get("w"), get("h")
     if (width is None or height is None) and image is not None and image.exists():
-        import cv2
+        from splatforge.capture.imageio import image_size  # the one image reader (a header read)
 
-        img = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
-        height, width = img.shape[:2]
+        width, height = image_size(image)
     if width is None or height is None:
         raise InputError("transforms.json gives no image size (w, h) and the image could not be read",
                          "add \"w\" and \"h\" to transforms.json")

@@ -14,24 +14,31 @@ import json
 import logging
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from splatforge import __version__
 from splatforge.errors import InputError
 from splatforge.rundir import RunDir
+from splatforge.service.diskspace import free_bytes, is_disk_full, upload_too_large_for_disk
 from splatforge.service.executor import RayExecutor, job_paths
 from splatforge.service.settings import ServiceSettings
 from splatforge.service.store import ACTIVE, FINAL, STATES, Job, Store, utcnow
 from splatforge.service.uploads import UploadRefused, remove_job_dir, store_upload
+from splatforge.service.wording import api_wording
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -41,10 +48,20 @@ COOKIE = "splatforge_token"
 PUBLIC_PREFIXES = ("/ui/", "/viewer/")
 PUBLIC_PATHS = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/healthz", "/favicon.ico"}
 MULTIPART_SLACK = 1 << 20  # form boundaries and option fields around the files
+MAX_OFFSET = 10**9  # far beyond any job list, far below the database's 64-bit integers
+# The form fields POST /v1/jobs takes besides `files`; each becomes a stage option (`job_options`).
+API_OPTIONS = ("preset", "steps", "force", "frame_count", "downscale", "max_gaussians", "checkpoint_every_s",
+               "options")
+DISK_FULL_ADVICE = ("free space on the server (DELETE /v1/jobs/{id} removes a job and its files), "
+                    "then try again")
 
 # Artifact name -> (RunDir attribute, media type). Nothing else under a job can be fetched.
 ARTIFACTS: dict[str, tuple[str, str]] = {
-    "scene.ply": ("ply", "application/octet-stream"),
+    "scene.ply": ("ply", "application/octet-stream"),  # the exported splat, one artifact per format (splat/formats)
+    "scene.spz": ("spz", "application/octet-stream"),
+    "scene.sog": ("sog", "application/zip"),
+    "scene.compressed.ply": ("ply_compressed", "application/octet-stream"),
+    "scene.splat": ("splat", "application/octet-stream"),
     "report.html": ("report_html", "text/html; charset=utf-8"),
     "report.json": ("report_json", "application/json"),
     "train.json": ("train_json", "application/json"),
@@ -103,6 +120,11 @@ class GuardMiddleware:
                 await refusal(scope, receive, send)
                 return
         length = headers.get("content-length")
+        if (scope["method"] == "POST" and path == "/v1/jobs" and length is not None and length.isdigit()
+                and int(length) > (free_bytes(self.settings.jobs_dir) or 0)):
+            message, advice = upload_too_large_for_disk(int(length), self.settings.jobs_dir)
+            await _error_response(507, message, advice, {"Connection": "close"})(scope, receive, send)
+            return
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await _error_response(413, f"the request body is {int(length) / 1024**2:.0f} MiB, over the limit of "
                                   f"{self.max_body / 1024**2:.0f} MiB",
@@ -143,7 +165,7 @@ class GuardMiddleware:
             for part in headers["cookie"].split(";"):
                 name, _, value = part.strip().partition("=")
                 if name == COOKIE:
-                    given = value
+                    given = unquote(value)  # the web UI stores it URL-encoded (a token may hold / + =)
         if not given:
             return _error_response(401, "this server needs an access token",
                                    "send the header `Authorization: Bearer <token>` (the token `splatforge serve` "
@@ -153,6 +175,53 @@ class GuardMiddleware:
             return _error_response(403, "the access token is wrong",
                                    "use the token `splatforge serve` was started with (--token / SPLATFORGE_TOKEN)")
         return None
+
+
+def check_job_options(fields: Mapping[str, list[str]]) -> None:
+    """Refuse form fields that are not job options, and options sent empty or twice (FastAPI would
+    ignore the first and take an empty value for "not given"). The values themselves are checked by
+    `job_options`, against every stage's options."""
+    for name, values in fields.items():
+        if name == "files":
+            continue
+        if name not in API_OPTIONS:
+            raise ApiError(422, f"unknown job option {name!r}",
+                           f"the fields are: {', '.join(API_OPTIONS)} (any stage's option goes in `options` as "
+                           'JSON, e.g. {"poses.mapper": "global"}); leave out any other field')
+        if len(values) > 1:
+            raise ApiError(422, f"the option {name} was given {len(values)} times", "give each option once")
+        if not values or not values[0].strip():
+            raise ApiError(422, f"the option {name} is empty", f"give {name} a value, or leave the field out "
+                           "for the default")
+
+
+async def _form_fields(request: Request) -> dict[str, list[str]]:
+    """The raw text fields of the multipart form (FastAPI has parsed it already; this reads its cache)."""
+    form = await request.form()
+    return {name: [v for v in form.getlist(name) if isinstance(v, str)] for name in form.keys()}
+
+
+async def _in_own_thread(fn: Callable[[], Any]) -> Any:
+    """Run `fn` in a new thread and await it. Ray's driver is set up here: not on the event loop's thread
+    (ray.init on the main thread replaces uvicorn's SIGTERM handler) and not on a pool thread (the pool
+    retires idle threads, and Ray has tied processes to the thread that started them)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
+
+    def settle(setter: Callable[[Any], None], value: Any) -> None:
+        if not done.done():
+            setter(value)
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, done.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(settle, done.set_result, result)
+
+    threading.Thread(target=run, name=f"splatforge-{getattr(fn, '__name__', 'start')}", daemon=True).start()
+    return await done
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
@@ -173,9 +242,20 @@ def _eta_seconds(job: Job) -> float | None:
 def _artifacts(job_id: str, run: RunDir) -> dict[str, str]:
     found = {name: f"/v1/jobs/{job_id}/artifacts/{name}" for name, (attr, _) in ARTIFACTS.items()
              if getattr(run, attr).is_file()}
-    if "scene.ply" in found:
+    if any(name.startswith("scene.") for name in found):
         found["cameras.json"] = f"/v1/jobs/{job_id}/artifacts/cameras.json"
     return found
+
+
+def _error_view(job: Job, jobs_dir: Path) -> dict[str, str | None] | None:
+    if not job.error:
+        return None
+    job_dir = jobs_dir / job.id
+    run = RunDir(job_dir / "run")
+    artifacts = {str(getattr(run, attr).relative_to(run.root)): f"/v1/jobs/{job.id}/artifacts/{name}"
+                 for name, (attr, _) in ARTIFACTS.items()}
+    return {"message": api_wording(job.error, job_dir, jobs_dir.parent, artifacts),
+            "advice": api_wording(job.advice, job_dir, jobs_dir.parent, artifacts)}
 
 
 def job_view(job: Job, jobs_dir: Path, detail: bool = True) -> dict[str, Any]:
@@ -184,7 +264,7 @@ def job_view(job: Job, jobs_dir: Path, detail: bool = True) -> dict[str, Any]:
         "id": job.id, "url": base, "page": f"/#/jobs/{job.id}", "state": job.state, "stage": job.stage,
         "stage_progress": round(100 * job.stage_fraction, 1), "progress": round(100 * job.progress, 1),
         "eta_s": _eta_seconds(job), "message": job.message, "metrics": job.metrics or {},
-        "error": {"message": job.error, "advice": job.advice} if job.error else None,
+        "error": _error_view(job, jobs_dir),
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at), "updated_at": _iso(job.updated_at),
         "attempt": job.attempt, "options": job.options, "inputs": {k: v for k, v in job.inputs.items() if k != "files"},
@@ -194,6 +274,33 @@ def job_view(job: Job, jobs_dir: Path, detail: bool = True) -> dict[str, Any]:
         view["links"] = {"events": f"{base}/events", "log": f"{base}/log", "cancel": f"{base}/cancel",
                          "retry": f"{base}/retry"}
     return view
+
+
+def job_options(*, options: str | None = None, **named: Any) -> dict[str, Any]:
+    """A job's options as the changes to the pipeline's defaults it stores (`train.steps`, ...): the form's
+    named fields, then the JSON `options` field; checked now, so a bad one is a 422, not a failed job."""
+    from splatforge.errors import InputError
+    from splatforge.pipeline import RunOptions
+    from splatforge.pipeline_cli import stage_changes
+
+    changes = stage_changes(**{k: v for k, v in named.items() if k not in ("frame_count",)},
+                            frames=named.get("frame_count"))
+    if options:
+        try:
+            extra = json.loads(options)
+        except ValueError as exc:
+            raise ApiError(422, f"options is not valid JSON ({exc})", 'send an object, e.g. {"train.sh_degree": 2}') from None
+        if not isinstance(extra, dict):
+            raise ApiError(422, "options must be a JSON object", 'e.g. {"poses": {"mapper": "global"}}')
+        changes.update(extra)
+    for key in ("from_stage", "until_stage"):
+        if key in changes:
+            raise ApiError(422, f"{key} cannot be set on a job", "a job runs every stage; retry resumes a failed one")
+    try:
+        RunOptions().with_changes(changes)
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.advice) from None
+    return changes
 
 
 def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
@@ -207,18 +314,21 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
             log.warning("jobs run on a Ray cluster but the job store is SQLite (%s): workers on other hosts need "
                         "the same file on shared storage; prefer --db postgresql+psycopg://...",
                         settings.database_url)
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, reserve_bytes=settings.disk_reserve_bytes)
         ex = executor or RayExecutor(store, db_url=settings.database_url, jobs_dir=settings.jobs_dir,
                                      runner=settings.runner, address=settings.ray_address,
-                                     num_cpus=settings.ray_num_cpus, job_num_cpus=settings.job_num_cpus,
-                                     progress_interval_s=settings.progress_interval_s)
-        await run_in_threadpool(ex.start)
+                                     num_cpus=settings.ray_num_cpus, num_gpus=settings.ray_num_gpus,
+                                     job_num_cpus=settings.job_num_cpus,
+                                     progress_interval_s=settings.progress_interval_s,
+                                     cancel_grace_s=settings.cancel_grace_s, log_dir=settings.workspace)
+        await _in_own_thread(ex.start)
         app.state.service = ServiceState(settings, store, ex)
         if settings.recover_on_start:
             await run_in_threadpool(recover_jobs, app.state.service)
         try:
             yield
         finally:
+            await run_in_threadpool(drain_jobs, app.state.service, settings.shutdown_grace_s)
             await run_in_threadpool(ex.stop)
             store.close()
 
@@ -231,8 +341,26 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return _error_response(exc.status, exc.message, exc.advice)
 
+    def _disk_full(exc: Exception) -> JSONResponse:
+        log.warning("refused a request: the disk is full (%s)", exc)
+        return _error_response(507, "the server's disk is full", DISK_FULL_ADVICE)
+
+    @app.exception_handler(OSError)
+    async def _os_error(_request: Request, exc: OSError) -> JSONResponse:
+        if is_disk_full(exc):
+            return _disk_full(exc)
+        raise exc
+
+    @app.exception_handler(OperationalError)
+    async def _db_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        if is_disk_full(exc):
+            return _disk_full(exc)
+        raise exc
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if is_disk_full(exc.__cause__):  # FastAPI turns a failed body parse (spooling to disk) into a 400
+            return _disk_full(exc)
         detail = str(exc.detail)
         if detail.startswith("Too many files"):
             return _error_response(413, f"more than {settings.limits.max_files} files in one upload",
@@ -270,10 +398,16 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         force: bool = Form(False, description="Train even when the capture check predicts failure."),
         frame_count: int | None = Form(None, description="Frames to take from a video (default: chosen from it)."),
         downscale: float | None = Form(None, description="Training image downscale (default: the preset's)."),
+        max_gaussians: int | None = Form(None, description="Cap on the number of Gaussians (default: the preset's)."),
+        checkpoint_every_s: float | None = Form(None, description="Seconds between training checkpoints (60)."),
+        options: str | None = Form(None, description='Any other option as JSON, by stage: '
+                                   '{"poses": {"mapper": "global"}, "train.sh_degree": 2}'),
+        fields: dict[str, list[str]] = Depends(_form_fields),
     ) -> JSONResponse:
         """Upload a capture and queue a job. Returns at once with the job id and URL."""
         st = service(request)
         limits = settings.limits
+        check_job_options(fields)
         if preset not in settings.presets:
             raise ApiError(422, f"unknown preset {preset!r}", f"use one of: {', '.join(settings.presets)}")
         if steps is not None and not 1 <= steps <= limits.max_steps:
@@ -282,27 +416,32 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
             raise ApiError(422, f"frame_count={frame_count} is out of range", f"use 3..{limits.max_files}")
         if downscale is not None and not 1.0 <= downscale <= 16.0:
             raise ApiError(422, f"downscale={downscale} is out of range", "use 1..16, or leave it out")
+        changes = job_options(preset=preset, steps=steps, force=force or None, frame_count=frame_count,
+                              downscale=downscale, max_gaussians=max_gaussians,
+                              checkpoint_every_s=checkpoint_every_s, options=options)
         job_id = secrets.token_urlsafe(16)
         job_dir = settings.jobs_dir / job_id
         try:
             summary = store_upload(((f.filename, f.file) for f in files), job_dir, limits)
         except UploadRefused as exc:
             remove_job_dir(job_dir)
-            raise ApiError(exc.status, exc.message, exc.advice) from None
+            raise ApiError(exc.status, api_wording(exc.message, job_dir, settings.workspace),
+                           api_wording(exc.advice, job_dir, settings.workspace)) from None
         except BaseException:
             remove_job_dir(job_dir)
             raise
-        options = {"preset": preset, "steps": steps, "force": force, "frame_count": frame_count,
-                   "downscale": downscale}
-        job = st.store.create(job_id, {k: v for k, v in options.items() if v is not None}, summary.to_dict(),
-                              owner=settings.server_name)
+        try:
+            job = st.store.create(job_id, changes, summary.to_dict(), owner=settings.server_name)
+        except BaseException:
+            remove_job_dir(job_dir)
+            raise
         st.executor.submit(job_id, job.attempt)
         view = job_view(job, settings.jobs_dir)
         return JSONResponse(view, status_code=202, headers={"Location": view["url"]})
 
     @app.get("/v1/jobs", tags=["jobs"])
     def list_jobs(request: Request, state: str | None = Query(None, description=" | ".join(STATES)),
-                  limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                  limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:
         """Jobs, newest first."""
         if state is not None and state not in STATES:
             raise ApiError(422, f"unknown state {state!r}", f"use one of: {', '.join(STATES)}")
@@ -364,11 +503,12 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
-        """Stop a queued or running job. Its files stay; retry resumes it."""
+        """Stop a queued or running job: its worker is asked to checkpoint and stop, and is stopped by force
+        if it has not after the grace period. Its files stay; retry resumes it."""
         st = service(request)
         job = get_job(request, job_id)
         if not st.store.update_where(job.id, states=ACTIVE, state="cancelled", finished_at=utcnow(),
-                                     message="cancelled"):
+                                     message="cancelling: the worker was asked to checkpoint and stop"):
             job = get_job(request, job_id)
             raise ApiError(409, f"job {job.id} is already {job.state}", "only queued or running jobs can be cancelled")
         st.executor.cancel(job.id)
@@ -392,10 +532,17 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         """Cancel the job if it is active, then delete its record and all its files."""
         st = service(request)
         job = get_job(request, job_id)
-        if st.store.update_where(job.id, states=ACTIVE, state="cancelled", finished_at=utcnow(), message="deleted"):
+        try:  # fence its worker out of the store first; on a full disk this may fail, the kill still holds
+            st.store.update_where(job.id, states=ACTIVE, state="cancelled", finished_at=utcnow(), message="deleted")
+        except Exception as exc:  # noqa: BLE001 - removing the files below frees the space to delete the record
+            log.warning("delete %s: could not mark it cancelled first (%s)", job.id, exc)
+        kill = getattr(st.executor, "kill", None)
+        if kill is not None:
+            kill(job.id)  # gone before its files are: a worker must not write into a removed folder
+        else:
             st.executor.cancel(job.id)
-        st.store.delete(job.id)
         remove_job_dir(settings.jobs_dir / job.id)
+        st.store.delete(job.id)
         return Response(status_code=204)
 
     @app.get("/v1/jobs/{job_id}/artifacts/{name}", tags=["jobs"],
@@ -409,7 +556,8 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
             try:
                 return JSONResponse(camera_path_json(run.root))
             except InputError as exc:
-                raise ApiError(404, exc.message, "wait until the job has exported its splat") from None
+                raise ApiError(404, api_wording(exc.message, settings.jobs_dir / job.id, settings.workspace),
+                               "wait until the job has exported its splat") from None
         if name not in ARTIFACTS:
             raise ApiError(404, f"no artifact named {name!r}",
                            f"artifacts are: {', '.join([*ARTIFACTS, *COMPUTED_ARTIFACTS])}")
@@ -422,10 +570,18 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
 
     # --- pages ----------------------------------------------------------------------------------
     @app.get("/healthz", include_in_schema=False)
-    def health(request: Request) -> dict[str, Any]:
+    def health(request: Request) -> JSONResponse:
+        """200 while jobs can run; 503 with what is wrong when Ray is not (the raylet or GCS died, Ray does
+        not answer)."""
         st = service(request)
-        return {"ok": True, "version": __version__, "gpu": bool(getattr(st.executor, "use_gpu", False)),
-                "auth": settings.auth_required}
+        probe = getattr(st.executor, "health", None)
+        ray = probe() if probe is not None else None
+        ok = ray is None or ray.ok
+        free = free_bytes(settings.jobs_dir)
+        body = {"ok": ok, "version": __version__, "gpu": bool(getattr(st.executor, "use_gpu", False)),
+                "auth": settings.auth_required, "ray": ray.to_dict() if ray is not None else None,
+                "disk_free_mb": round(free / 1024**2) if free is not None else None}
+        return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -468,9 +624,38 @@ def recover_jobs(state: ServiceState) -> list[str]:
     finished stages and resumes training from its last checkpoint, so nothing done is lost."""
     recovered = []
     for job in state.store.with_states(ACTIVE, owner=state.settings.server_name):
-        attempt = state.store.claim_attempt(job.id, state.settings.server_name, ACTIVE,
-                                            message=f"queued again after a server restart (was {job.state})")
+        try:
+            attempt = state.store.claim_attempt(job.id, state.settings.server_name, ACTIVE,
+                                                message=f"queued again after a server restart (was {job.state})")
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: the job stays as it was, the server starts
+            log.warning("could not queue job %s again after the restart: %s", job.id, exc)
+            continue
         if attempt is not None:
             state.executor.submit(job.id, attempt)
             recovered.append(job.id)
     return recovered
+
+
+def drain_jobs(state: ServiceState, grace_s: float) -> list[str]:
+    """At shutdown: queue this server's active jobs again under a new attempt, which their workers read as
+    "stop" (training stops at its next step with a checkpoint), and wait up to `grace_s` for them to stop.
+    The next start picks them up (`recover_jobs`) and loses no finished training step."""
+    running = getattr(state.executor, "running", None)
+    if running is None or grace_s <= 0:
+        return []
+    drained = []
+    for job_id in running():
+        try:
+            if state.store.claim_attempt(job_id, state.settings.server_name, ACTIVE,
+                                         message="queued again: the server is restarting") is not None:
+                drained.append(job_id)
+        except Exception as exc:  # noqa: BLE001 - shutting down regardless
+            log.warning("could not queue job %s again at shutdown: %s", job_id, exc)
+    deadline = time.monotonic() + grace_s
+    while drained and set(running()) & set(drained) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = set(running()) & set(drained)
+    if left:
+        log.warning("%d job(s) did not stop within %.0f s of the shutdown; they resume from their last "
+                    "checkpoint at the next start", len(left), grace_s)
+    return drained

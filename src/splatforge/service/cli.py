@@ -23,6 +23,10 @@ def serve_command(
                                     help="Join this Ray cluster (default: start a local Ray instance)."),
     ray_cpus: int = typer.Option(None, "--ray-cpus", envvar="SPLATFORGE_RAY_CPUS",
                                  help="CPUs of the local Ray instance (default: all)."),
+    ray_gpus: int = typer.Option(None, "--ray-gpus", envvar="SPLATFORGE_RAY_GPUS",
+                                 help="GPUs the local Ray instance may give jobs, one each (default: all it finds)."),
+    cancel_grace: float = typer.Option(30.0, "--cancel-grace", envvar="SPLATFORGE_CANCEL_GRACE_S",
+                                       help="Seconds a cancelled job has to checkpoint and stop before it is killed."),
     runner: str = typer.Option(None, "--runner", envvar="SPLATFORGE_SERVE_RUNNER", hidden=True,
                                help="module:function run for each job instead of the pipeline (tests)."),
 ) -> None:
@@ -41,7 +45,9 @@ def serve_command(
     if not token and not no_auth:
         token, generated = secrets.token_urlsafe(32), True
     settings = ServiceSettings(host=host, port=port, token=token, no_auth=no_auth, workspace=workspace, db_url=db,
-                               ray_address=ray_address, ray_num_cpus=ray_cpus, runner=runner or DEFAULT_RUNNER)
+                               ray_address=ray_address, ray_num_cpus=ray_cpus, ray_num_gpus=ray_gpus,
+                               runner=runner or DEFAULT_RUNNER,
+                               cancel_grace_s=cancel_grace)
     try:
         app = create_app(settings)
     except SplatforgeError as exc:

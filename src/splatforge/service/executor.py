@@ -22,21 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from splatforge.errors import SplatforgeError
+from splatforge.service.diskspace import (
+    DiskFullTolerantFile,
+    disk_full_explanation,
+    is_disk_full,
+    newest_checkpoint_step,
+)
 from splatforge.service.store import ACTIVE, Store, utcnow
+from splatforge.stage import Events, Progress
 
 log = logging.getLogger(__name__)
 
-# Share of the whole job each stage takes, for one progress number and the ETA.
-STAGE_WEIGHTS = {"frames": 0.05, "check": 0.05, "poses": 0.20, "train": 0.60, "export": 0.02, "report": 0.08}
-METRIC_KEYS = ("step", "total", "loss", "psnr", "num_gaussians", "steps_per_s", "gpu_mem_gb", "elapsed_s")
+METRIC_KEYS = ("step", "total", "loss", "psnr", "num_gaussians", "steps_per_s", "gpu_mem_gb", "elapsed_s",
+               "host_rss_gb", "host_available_gb")
 INTERNAL_ADVICE = ("retry the job (POST /v1/jobs/{id}/retry, it resumes from the last checkpoint); if it fails "
                    "again, send the job log (GET /v1/jobs/{id}/log) to the maintainers")
-
-
-class JobStopped(KeyboardInterrupt):
-    """Raised inside the pipeline when the store says this attempt no longer owns the job (cancelled,
-    retried, deleted). A KeyboardInterrupt, so stage code that catches Exception lets it through and
-    run.json records the stage as interrupted rather than failed."""
 
 
 @dataclass(frozen=True)
@@ -63,67 +63,68 @@ def resolve_runner(runner: Any) -> Callable[..., Any]:
 
 
 def overall_progress(stage: str | None, fraction: float) -> float:
-    if stage not in STAGE_WEIGHTS:
+    """One number for the whole job from the stage's own fraction, weighting stages by `Stage.weight`."""
+    from splatforge.pipeline import stages
+
+    weights = {s.name: s.weight for s in stages()}
+    if stage not in weights:
         return 0.0
-    done = 0.0
-    for name, weight in STAGE_WEIGHTS.items():
+    total, done = sum(weights.values()), 0.0
+    for name, weight in weights.items():
         if name == stage:
-            return min(1.0, done + weight * max(0.0, min(1.0, fraction)))
+            return min(1.0, (done + weight * max(0.0, min(1.0, fraction))) / total)
         done += weight
-    return done
+    return done / total
 
 
 def pipeline_options(options: dict[str, Any]) -> Any:
-    from splatforge.pipeline import PipelineOptions
+    """A job's options (as stored) as the pipeline's; anything unknown is an InputError."""
+    from splatforge.pipeline import RunOptions
 
-    known = {k: v for k, v in options.items() if k in PipelineOptions.__dataclass_fields__}
-    return PipelineOptions(**known)
+    return RunOptions.from_dict(options)
 
 
 class _Reporter:
-    """The pipeline's progress callback: throttled writes to the store, a line in job.log per change."""
+    """Receives the pipeline's progress: throttled writes to the store, a line in job.log per change. When
+    the store says this attempt no longer owns the job (cancelled, retried, deleted), it sets the cancel
+    event: the running stage stops cleanly (training writes a checkpoint first)."""
 
-    def __init__(self, spec: TaskSpec, store: Store, log_file: Any):
-        self.spec, self.store, self.log_file = spec, store, log_file
+    def __init__(self, spec: TaskSpec, store: Store, log_file: Any, events: Events):
+        self.spec, self.store, self.log_file, self.events = spec, store, log_file, events
         self.metrics: dict[str, Any] = {}
         self.stage: str | None = None
         self.last_write = 0.0
         self.last_log = 0.0
-        self.asked_stop = False
 
-    def __call__(self, event: dict[str, Any]) -> str | None:
-        stage = str(event.get("stage") or self.stage or "")
-        fraction = float(event.get("fraction") or 0.0)
-        for key in METRIC_KEYS:
-            if isinstance(event.get(key), (int, float)):
-                self.metrics[key] = event[key]
-        if isinstance(event.get("eval"), dict):
-            self.metrics["eval"] = event["eval"]
+    @property
+    def asked_stop(self) -> bool:
+        return self.events.cancelled
+
+    def __call__(self, event: Progress) -> None:
+        stage, fraction = event.stage, event.fraction
+        if event.train is not None:
+            for key in METRIC_KEYS:
+                value = getattr(event.train, key, None)
+                if isinstance(value, (int, float)):
+                    self.metrics[key] = value
         now = time.monotonic()
         changed = stage != self.stage or fraction >= 1.0
-        message = str(event.get("message") or "")
-        if stage == "train" and "step" in event:
-            message = f"step {event.get('step')}/{event.get('total')}" + (
-                f", loss {event['loss']:.4f}" if isinstance(event.get("loss"), (int, float)) else "")
+        message = event.message
+        if event.train is not None and event.train.loss is not None:
+            message = f"step {event.train.step}/{event.train.total}, loss {event.train.loss:.4f}"
         if changed or now - self.last_log >= 5.0:
             self.log_file.write(f"{utcnow().isoformat(timespec='seconds')} [{stage}] {fraction:.0%} {message}\n")
             self.log_file.flush()
             self.last_log = now
         if not changed and now - self.last_write < self.spec.progress_interval_s:
-            return None
+            return
         self.stage, self.last_write = stage, now
         ok = self.store.update_where(
             self.spec.job_id, states=("running",), attempt=self.spec.attempt, stage=stage,
             stage_fraction=fraction, progress=overall_progress(stage, fraction), message=message[:500],
             metrics=dict(self.metrics))
         if not ok:
-            if stage == "train" and not self.asked_stop:
-                # The trainer stops cleanly on "stop" (a checkpoint at this step); if the answer does not
-                # reach it, the next report raises.
-                self.asked_stop = True
-                return "stop"
-            raise JobStopped(f"job {self.spec.job_id} attempt {self.spec.attempt} no longer owns the job")
-        return None
+            self.events.cancel.set()
 
 
 def run_job(spec: TaskSpec) -> str:
@@ -141,7 +142,8 @@ def run_job(spec: TaskSpec) -> str:
         paths = job_paths(Path(spec.job_dir))
         source = Path(spec.job_dir) / job.inputs["source"]
         splat_log = logging.getLogger("splatforge")
-        with open(paths["log"], "a", encoding="utf-8") as log_file:
+        with open(paths["log"], "a", encoding="utf-8") as raw_log:
+            log_file = DiskFullTolerantFile(raw_log)
             handler = logging.StreamHandler(log_file)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             splat_log.addHandler(handler)
@@ -149,32 +151,31 @@ def run_job(spec: TaskSpec) -> str:
                 splat_log.setLevel(logging.INFO)
             log_file.write(f"{utcnow().isoformat(timespec='seconds')} attempt {spec.attempt} on {worker}\n")
             log_file.flush()
-            reporter = _Reporter(spec, store, log_file)
+            events = Events()
+            reporter = _Reporter(spec, store, log_file, events)
+            events.on_progress = reporter
             # Native libraries (COLMAP's glog, CUDA) write to fd 2: send it to the job's log meanwhile. A Ray
             # worker runs one task at a time, so nothing else is writing there.
             sys.stderr.flush()
             saved_stderr = os.dup(2)
             os.dup2(log_file.fileno(), 2)
             try:
-                resolve_runner(spec.runner)(source, RunDir(paths["run"]), pipeline_options(job.options),
-                                            progress=reporter)
-            except JobStopped:
-                log_file.write(f"{utcnow().isoformat(timespec='seconds')} stopped (cancelled or superseded)\n")
-                return "stopped"
+                resolve_runner(spec.runner)(source, RunDir(paths["run"]), pipeline_options(job.options), events)
             except SplatforgeError as exc:
-                if reporter.asked_stop:  # the trainer's clean stop after we asked for it
+                if reporter.asked_stop:  # the stage's clean stop after we asked for it
                     log_file.write(f"{utcnow().isoformat(timespec='seconds')} stopped: {exc.message}\n")
                     return "stopped"
-                log_file.write(f"{utcnow().isoformat(timespec='seconds')} failed: {exc.message}\n  -> {exc.advice}\n")
+                error, advice = explain_failure(exc, spec)
+                log_file.write(f"{utcnow().isoformat(timespec='seconds')} failed: {error}\n  -> {advice}\n")
                 store.update_where(spec.job_id, states=("running",), attempt=spec.attempt, state="failed",
-                                   error=exc.message, advice=exc.advice, finished_at=utcnow(),
+                                   error=error, advice=advice, finished_at=utcnow(),
                                    metrics=reporter.metrics or None, message="failed")
                 return "failed"
             except Exception as exc:  # noqa: BLE001 - any crash of a stage becomes a failed job with advice
                 log_file.write(traceback.format_exc())
+                error, advice = explain_failure(exc, spec)
                 store.update_where(spec.job_id, states=("running",), attempt=spec.attempt, state="failed",
-                                   error=f"internal error: {type(exc).__name__}: {exc}"[:2000],
-                                   advice=INTERNAL_ADVICE.replace("{id}", spec.job_id), finished_at=utcnow(),
+                                   error=error, advice=advice, finished_at=utcnow(),
                                    metrics=reporter.metrics or None, message="failed")
                 return "failed"
             finally:
@@ -195,6 +196,31 @@ def run_job(spec: TaskSpec) -> str:
         store.close()
 
 
+def _postmortem(job_dir: Path):
+    """What the job's run folder recorded before its worker died (see `splatforge.postmortem`)."""
+    from splatforge import postmortem
+    from splatforge.rundir import RunDir
+
+    try:
+        run = RunDir(job_paths(job_dir)["run"])
+        stage = postmortem.running_stage(run)
+        return postmortem.diagnose(run, stage, known_dead=True) if stage else None
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must never hide the failure itself
+        log.debug("post-mortem of %s: %s", job_dir, exc)
+        return None
+
+
+def explain_failure(exc: BaseException, spec: TaskSpec) -> tuple[str, str]:
+    """(error, advice) to record for a job whose pipeline raised `exc`: a full disk is named as such
+    (whatever the stage made of it), an input error keeps its own words, anything else is internal."""
+    job_dir = Path(spec.job_dir)
+    if is_disk_full(exc, job_dir):
+        return disk_full_explanation(spec.job_id, job_dir)
+    if isinstance(exc, SplatforgeError):
+        return exc.message, exc.advice
+    return f"internal error: {type(exc).__name__}: {exc}"[:2000], INTERNAL_ADVICE.replace("{id}", spec.job_id)
+
+
 def _final_metrics(run: Any) -> dict[str, Any]:
     from splatforge.rundir import read_json
 
@@ -205,44 +231,95 @@ def _final_metrics(run: Any) -> dict[str, Any]:
     return {k: train[k] for k in ("steps", "seconds", "eval", "num_gaussians", "device", "preset") if k in train}
 
 
+@dataclass
+class RayHealth:
+    """What /healthz says about Ray: `ok` only while the server can still run jobs."""
+
+    ok: bool
+    detail: str
+    nodes: int = 0
+    checked_at: float = 0.0  # time.monotonic() of the answer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail, "nodes": self.nodes}
+
+
+@dataclass
+class _Task:
+    attempt: int
+    ref: Any
+    stop_by: float | None = None  # set by cancel: time.monotonic() after which the task is stopped by force
+    forced: bool = False
+
+
+@dataclass
+class _PendingRecord:
+    """A store write the watcher could not make (a full disk under SQLite, a database away); retried."""
+
+    job_id: str
+    attempt: int
+    states: tuple[str, ...]
+    values: dict[str, Any]
+
+
 class RayExecutor:
-    """Submits jobs to Ray and watches for tasks that died without reporting (crashed workers)."""
+    """Submits jobs to Ray, stops them (cleanly first), and watches for tasks that died without reporting.
+
+    Ray is joined at `address`, or is the server's own local instance (`local_ray`), started by a keeper
+    process that ties it to the server's life rather than to the thread that started it.
+    """
 
     def __init__(self, store: Store, *, db_url: str, jobs_dir: Path, runner: Any, address: str | None = None,
-                 num_cpus: int | None = None, job_num_cpus: float = 1.0, progress_interval_s: float = 0.5):
+                 num_cpus: int | None = None, job_num_cpus: float = 1.0, progress_interval_s: float = 0.5,
+                 cancel_grace_s: float = 30.0, health_interval_s: float = 2.0, log_dir: Path | None = None,
+                 num_gpus: int | None = None):
         self.store, self.db_url, self.jobs_dir, self.runner = store, db_url, Path(jobs_dir), runner
         self.address, self.num_cpus, self.job_num_cpus = address, num_cpus, job_num_cpus
-        self.progress_interval_s = progress_interval_s
+        self.progress_interval_s, self.cancel_grace_s = progress_interval_s, cancel_grace_s
+        self.health_interval_s, self.log_dir, self.num_gpus = health_interval_s, log_dir, num_gpus
         self.use_gpu = False
-        self._tasks: dict[str, tuple[int, Any]] = {}
+        self._tasks: dict[str, _Task] = {}
+        self._pending: list[_PendingRecord] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._owns_ray = False
+        self._local: Any = None  # local_ray.LocalRay when this server started its own Ray
         self._remote: Any = None
+        self._health = RayHealth(False, "Ray is starting")
+        self._next_refill = 0.0
 
     def start(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+        if not already and not self.address:
+            from splatforge.service.local_ray import start_local_ray
+
+            log_path = Path(self.log_dir) / "ray.log" if self.log_dir is not None else None
+            self._local = start_local_ray(self.num_cpus, log_path=log_path, num_gpus=self.num_gpus)  # sets the env Ray reads at import
         import ray
 
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "logging_level": logging.WARNING}
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            else:
-                ray.init(num_cpus=self.num_cpus, **kwargs)
+        if not already:
+            ray.init(address=self._local.address if self._local else self.address, log_to_driver=False,
+                     logging_level=logging.WARNING)
             self._owns_ray = True
         self.use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         self._remote = ray.remote(max_retries=0)(run_job)
-        self._thread = threading.Thread(target=self._watch, name="splatforge-ray-watch", daemon=True)
-        self._thread.start()
-        log.info("Ray ready (%s); jobs ask for %s", self.address or "local instance",
-                 "1 GPU" if self.use_gpu else f"{self.job_num_cpus} CPU")
+        self._health = self._probe()
+        for name, target in (("watch", self._watch), ("health", self._watch_health)):
+            thread = threading.Thread(target=target, name=f"splatforge-ray-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("Ray ready (%s); jobs ask for %s", self.address or f"own instance at {self._local.address}"
+                 if self._local else "joined", "1 GPU" if self.use_gpu else f"{self.job_num_cpus} CPU")
 
     def submit(self, job_id: str, attempt: int) -> None:
         import ray
 
+        with self._lock:
+            old = self._tasks.get(job_id)
+        if old is not None:  # an earlier attempt still stopping (a retry during a cancel's grace period)
+            self.kill(job_id)
         try:  # GPU hosts may have joined (or left) the cluster since the start
             self.use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         except Exception as exc:  # noqa: BLE001 - keep the last answer
@@ -254,58 +331,196 @@ class RayExecutor:
             options["num_gpus"] = 1
         ref = self._remote.options(**options).remote(spec)
         with self._lock:
-            self._tasks[job_id] = (attempt, ref)
+            self._tasks[job_id] = _Task(attempt, ref)
 
-    def cancel(self, job_id: str) -> None:
-        """Stop the job's task now (its worker process is killed; files written so far stay)."""
+    def cancel(self, job_id: str, grace_s: float | None = None) -> None:
+        """Ask the job's worker to stop cleanly; stop it by force if it is still running `grace_s` later
+        (default `cancel_grace_s`). The caller has already moved the job out of the active states."""
+        grace = self.cancel_grace_s if grace_s is None else grace_s
+        with self._lock:
+            task = self._tasks.get(job_id)
+            if task is None:
+                return
+            deadline = time.monotonic() + max(0.0, grace)
+            task.stop_by = deadline if task.stop_by is None else min(task.stop_by, deadline)
+        self._ask_to_stop(job_id, task)
+        if grace <= 0:
+            self._force(job_id, task)
+
+    def _ask_to_stop(self, job_id: str, task: _Task) -> None:
+        """The polite half of cancel. Today the ask travels through the store: the worker reads its job's
+        state at every progress report (at most `progress_interval_s` apart) and, once the job is no longer
+        its to run, the trainer writes a checkpoint and stops at the next step (`_Reporter`); other stages
+        stop at their next report. A worker-side stop event would be set from that same report, so
+        nothing is sent from here; a transport that needs the server to send (a Ray actor method, a
+        file) goes in this method."""
+
+    def _force(self, job_id: str, task: _Task) -> None:
+        import ray
+
+        task.forced = True
+        try:
+            ray.cancel(task.ref, force=True)
+        except Exception as exc:  # noqa: BLE001 - already finished, or its node is gone
+            log.debug("cancel %s: %s", job_id, exc)
+
+    def kill(self, job_id: str, wait_s: float = 10.0) -> bool:
+        """Stop the job's task by force now and wait (up to `wait_s`) until it is gone, so that its files
+        can be removed or a new attempt started. Returns whether no task of the job is left running."""
         import ray
 
         with self._lock:
-            entry = self._tasks.pop(job_id, None)
-        if entry is not None:
-            try:
-                ray.cancel(entry[1], force=True)
-            except Exception as exc:  # noqa: BLE001 - already finished, or its node is gone
-                log.debug("cancel %s: %s", job_id, exc)
+            task = self._tasks.get(job_id)
+        if task is None:
+            return True
+        if task.stop_by is None:
+            task.stop_by = time.monotonic()
+        self._force(job_id, task)
+        try:
+            ready, _ = ray.wait([task.ref], num_returns=1, timeout=wait_s)
+        except Exception as exc:  # noqa: BLE001 - Ray going away: nothing left to run the task either
+            log.debug("wait for %s: %s", job_id, exc)
+            ready = [task.ref]
+        return bool(ready)
 
     def running(self) -> list[str]:
         with self._lock:
             return list(self._tasks)
 
-    def _watch(self) -> None:
+    def health(self) -> RayHealth:
+        if self._local is not None:
+            problem = self._local.problem()
+            if problem:
+                return RayHealth(False, problem, checked_at=time.monotonic())
+        health = self._health
+        age = time.monotonic() - health.checked_at
+        if age > max(10.0, 5 * self.health_interval_s):
+            return RayHealth(False, f"Ray has not answered for {age:.0f} s", checked_at=health.checked_at)
+        return health
+
+    def _probe(self) -> RayHealth:
         import ray
 
-        while not self._stop.is_set():
-            with self._lock:
-                refs = {ref: (job_id, attempt) for job_id, (attempt, ref) in self._tasks.items()}
-            if not refs:
-                self._stop.wait(0.2)
-                continue
+        node_id = ray.get_runtime_context().get_node_id()
+        nodes = ray.nodes()
+        alive = [n for n in nodes if n.get("Alive")]
+        if not any(n.get("NodeID") == node_id for n in alive):
+            return RayHealth(False, "the Ray node this server submits through is dead", len(alive), time.monotonic())
+        return RayHealth(True, f"{len(alive)} Ray node(s) alive", len(alive), time.monotonic())
+
+    def _watch_health(self) -> None:
+        while not self._stop.wait(self.health_interval_s):
             try:
-                ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
-            except Exception:  # noqa: BLE001 - Ray shutting down
-                self._stop.wait(0.5)
-                continue
-            for ref in ready:
-                job_id, attempt = refs[ref]
+                self._health = self._probe()
+            except Exception as exc:  # noqa: BLE001 - any failure to answer is an unhealthy Ray
+                self._health = RayHealth(False, f"Ray does not answer ({type(exc).__name__}: {exc})"[:300],
+                                         checked_at=time.monotonic())
+
+    def _watch(self) -> None:
+        """Notice finished and crashed tasks, force-stop cancelled ones past their grace, retry store
+        writes that failed. Nothing may end this loop but `stop()`: every error is logged and waited out."""
+        while not self._stop.is_set():
+            try:
+                self._watch_once()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+                log.exception("the job watcher hit an error; it goes on")
+                self._stop.wait(1.0)
+
+    def _watch_once(self) -> None:
+        import ray
+
+        now = time.monotonic()
+        if now >= self._next_refill:  # the store's disk reserve, given up on a full disk, comes back with room
+            self._next_refill = now + 10.0
+            self.store.refill_reserve()
+        self._retry_pending()
+        with self._lock:
+            tasks = dict(self._tasks)
+        for job_id, task in tasks.items():
+            if task.stop_by is not None and not task.forced and now >= task.stop_by:
+                log.warning("job %s did not stop within %.0f s of its cancel; stopping it by force",
+                            job_id, self.cancel_grace_s)
+                self._force(job_id, task)
+        if not tasks:
+            self._stop.wait(0.2)
+            return
+        by_ref = {task.ref: job_id for job_id, task in tasks.items()}
+        try:
+            ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0.5)
+        except Exception as exc:  # noqa: BLE001 - Ray shutting down or unreachable; health says so
+            log.debug("ray.wait: %s", exc)
+            self._stop.wait(0.5)
+            return
+        for ref in ready:
+            job_id = by_ref[ref]
+            with self._lock:
+                if job_id in self._tasks and self._tasks[job_id].ref is ref:
+                    del self._tasks[job_id]
+            self._finished(job_id, tasks[job_id])
+
+    def _finished(self, job_id: str, task: _Task) -> None:
+        import ray
+
+        try:
+            result, error = ray.get(task.ref, timeout=30), None
+        except Exception as exc:  # noqa: BLE001 - cancelled, or the worker died, or run_job raised
+            result, error = None, exc
+        if task.stop_by is not None:  # we asked it to stop: say how it went
+            self._record(job_id, task.attempt, ("cancelled",), message=self._cancel_message(job_id, task, result))
+            return
+        if error is None or isinstance(error, ray.exceptions.TaskCancelledError):
+            return  # the worker recorded its own outcome
+        cause = getattr(error, "cause", None) or error  # a RayTaskError carries the worker's exception
+        job_dir = self.jobs_dir / job_id
+        if is_disk_full(cause, job_dir):
+            message, advice = disk_full_explanation(job_id, job_dir)
+        else:
+            message = f"the worker running this job stopped unexpectedly ({type(cause).__name__})"
+            advice = INTERNAL_ADVICE.replace("{id}", job_id)
+            death = _postmortem(job_dir)
+            if death is not None:
+                message, advice = f"{message}: {death.message}", f"{death.advice}; then {advice}"
+        self._record(job_id, task.attempt, ACTIVE, state="failed", finished_at=utcnow(), error=message,
+                     advice=advice, message="failed")
+
+    def _cancel_message(self, job_id: str, task: _Task, result: str | None) -> str:
+        step = newest_checkpoint_step(self.jobs_dir / job_id / "run")
+        kept = f"; its checkpoint at training step {step} is kept" if step is not None else ""
+        if result == "superseded":
+            return "cancelled before it started"
+        if task.forced or result is None:
+            return (f"cancelled: the worker did not stop within {self.cancel_grace_s:.0f} s and was stopped by "
+                    f"force{kept}")
+        return f"cancelled: the worker stopped cleanly{kept}"
+
+    def _record(self, job_id: str, attempt: int, states: tuple[str, ...], **values: Any) -> None:
+        try:
+            self.store.update_where(job_id, states=states, attempt=attempt, **values)
+        except Exception as exc:  # noqa: BLE001 - e.g. SQLite on a full disk: try again later
+            log.warning("could not record job %s (%s); will retry", job_id, exc)
+            with self._lock:
+                self._pending.append(_PendingRecord(job_id, attempt, tuple(states), values))
+                del self._pending[:-1000]
+
+    def _retry_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for i, record in enumerate(pending):
+            try:
+                self.store.update_where(record.job_id, states=record.states, attempt=record.attempt, **record.values)
+            except Exception:  # noqa: BLE001 - still failing: keep it and the rest for the next round
                 with self._lock:
-                    if self._tasks.get(job_id, (None, None))[1] is ref:
-                        del self._tasks[job_id]
-                try:
-                    ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - cancelled (state already set) or the worker died
-                    if isinstance(exc, ray.exceptions.TaskCancelledError):
-                        continue
-                    self.store.update_where(
-                        job_id, states=ACTIVE, attempt=attempt, state="failed", finished_at=utcnow(),
-                        error=f"the worker running this job stopped unexpectedly ({type(exc).__name__})",
-                        advice=INTERNAL_ADVICE.replace("{id}", job_id), message="failed")
+                    self._pending[:0] = pending[i:]
+                self._stop.wait(1.0)
+                return
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
         if self._owns_ray:
             import ray
 
             ray.shutdown()
+        if self._local is not None:
+            self._local.stop()

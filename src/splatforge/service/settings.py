@@ -39,6 +39,7 @@ class ServiceSettings:
     db_url: str | None = None  # None: sqlite:///<workspace>/jobs.sqlite
     ray_address: str | None = None  # None: start a local Ray instance
     ray_num_cpus: int | None = None  # CPUs of the local Ray instance (None: all)
+    ray_num_gpus: int | None = None  # GPUs of the local Ray instance (None: all it finds)
     job_num_cpus: float = 1.0  # CPUs one job asks Ray for
     server_name: str = field(default_factory=lambda: os.uname().nodename)  # owner of jobs it queues
     # "module:function" or a callable with run_pipeline's signature. A string travels to Ray workers
@@ -49,6 +50,10 @@ class ServiceSettings:
     progress_interval_s: float = 0.5  # the fastest a worker writes progress to the store
     events_poll_s: float = 0.5  # how often the event stream looks for new progress
     recover_on_start: bool = True  # re-queue this server's unfinished jobs at start
+    shutdown_grace_s: float = 20.0  # at shutdown, how long running jobs have to checkpoint and stop
+    cancel_grace_s: float = 30.0  # how long a cancelled job's worker has to checkpoint and stop before it is killed
+    # Kept free beside a SQLite job store so that state changes can be recorded on a full disk (DiskReserve).
+    disk_reserve_bytes: int = 16 * 1024**2
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).expanduser().resolve()

@@ -10,12 +10,18 @@ States: queued -> running -> succeeded | failed | cancelled; retry puts failed/c
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+
+from splatforge.service.diskspace import DiskReserve, is_disk_full
+
+log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -111,14 +117,44 @@ def make_engine(url: str, *, pooled: bool = True) -> sa.Engine:
     return engine
 
 
-class Store:
-    """The job table behind an engine. Thread-safe (one connection per call)."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
-    def __init__(self, url: str, *, pooled: bool = True, create: bool = True):
+
+class Store:
+    """The job table behind an engine. Thread-safe (one connection per call).
+
+    With SQLite, a reserve file of `reserve_bytes` beside the database (`DiskReserve`) is given up when
+    the disk is full, so that changes of a job's state can still be written; progress updates cannot use
+    it. Every process may release it; the server makes it again (`refill_reserve`) once there is room.
+    """
+
+    def __init__(self, url: str, *, pooled: bool = True, create: bool = True, reserve_bytes: int = 0):
         self.url = url
         self.engine = make_engine(url, pooled=pooled)
+        db_file = sqlite_file(url)
+        self.reserve = DiskReserve(db_file.with_name(db_file.name + ".reserve"), reserve_bytes) if db_file else None
         if create:
             metadata.create_all(self.engine)
+            self.refill_reserve()
+
+    def refill_reserve(self) -> bool:
+        return self.reserve.refill() if self.reserve is not None else False
+
+    def _write(self, write: Callable[[], Any], essential: bool) -> Any:
+        """Run `write`; if an essential one fails on a full disk, give up the reserve and try once more."""
+        try:
+            return write()
+        except sa.exc.OperationalError as exc:
+            if not essential or self.reserve is None or not is_disk_full(exc) or not self.reserve.release():
+                raise
+            log.warning("the job store's disk is full: gave up its %d-byte reserve to record a job's state",
+                        self.reserve.size)
+        return write()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -152,7 +188,7 @@ class Store:
     # --- writes -------------------------------------------------------------------------------
     def create(self, job_id: str, options: dict[str, Any], inputs: dict[str, Any], owner: str | None) -> Job:
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # not essential: a new job on a full disk is refused (507)
             conn.execute(jobs_table.insert().values(
                 id=job_id, state="queued", stage=None, stage_fraction=0.0, progress=0.0, message="queued",
                 metrics=None, options=options, inputs=inputs, attempt=0, owner=owner,
@@ -174,11 +210,19 @@ class Store:
         if attempt is not None:
             query = query.where(jobs_table.c.attempt == attempt)
         values.setdefault("updated_at", utcnow())
-        with self.engine.begin() as conn:
-            return conn.execute(query.values(**values)).rowcount == 1
+
+        def write() -> bool:
+            with self.engine.begin() as conn:
+                return conn.execute(query.values(**values)).rowcount == 1
+
+        return self._write(write, essential="state" in values)
 
     def claim_attempt(self, job_id: str, owner: str, states: Iterable[str] = ACTIVE, **values: Any) -> int | None:
-        """Queue the job again under a new attempt number (fencing out older workers); None if not in `states`."""
+        """Queue the job again under a new attempt number (fencing out older workers); None if not in `states`.
+        Not essential: a retry on a full disk is refused rather than run into the same wall."""
+        return self._write(lambda: self._claim_attempt(job_id, owner, states, values), essential=False)
+
+    def _claim_attempt(self, job_id: str, owner: str, states: Iterable[str], values: dict[str, Any]) -> int | None:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(jobs_table.c.attempt, jobs_table.c.state)
                                .where(jobs_table.c.id == job_id)).first()
@@ -193,5 +237,8 @@ class Store:
         return attempt if done == 1 else None
 
     def delete(self, job_id: str) -> bool:
-        with self.engine.begin() as conn:
-            return conn.execute(jobs_table.delete().where(jobs_table.c.id == job_id)).rowcount == 1
+        def write() -> bool:
+            with self.engine.begin() as conn:
+                return conn.execute(jobs_table.delete().where(jobs_table.c.id == job_id)).rowcount == 1
+
+        return self._write(write, essential=True)

@@ -1,10 +1,10 @@
 """Check an upload by content and bounds, and lay it out in the job's folder.
 
 Accepted: any number of images, or exactly one video, or exactly one zip of either. The kind of each
-file comes from its bytes (`splatforge.ingest.sniff_kind`), never from its name; images are decoded
+file comes from its bytes (`splatforge.capture.ingest.sniff_kind`), never from its name; images are decoded
 fully (a truncated file is refused), videos must yield a first frame, zips go through
 `safe_extract_zip`. Stored names are made up from a sanitized base name and the sniffed kind, so no
-client-supplied name can place a file outside `upload/`.
+client-supplied name can place a file outside `upload/`. A disk that fills up while storing gives 507.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from __future__ import annotations
 import re
 import shutil
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from splatforge.capture import imageio
+from splatforge.capture.ingest import ZipLimits, safe_extract_zip, sniff_kind
 from splatforge.errors import InputError, SplatforgeError
-from splatforge.ingest import ZipLimits, safe_extract_zip, sniff_kind
+from splatforge.service.diskspace import is_disk_full, upload_too_large_for_disk
 from splatforge.service.settings import UploadLimits
-
-_IMAGE_SUFFIX = {b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif",
-                 b"RIFF": ".webp"}
 
 
 class UploadRefused(SplatforgeError):
@@ -61,9 +61,7 @@ def _content_kind(path: Path) -> str | None:
 
 
 def _image_suffix(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return next((suffix for magic, suffix in _IMAGE_SUFFIX.items() if head.startswith(magic)), ".img")
+    return imageio.FORMAT_SUFFIX.get(imageio.file_format(path) or "", ".img")
 
 
 def check_image(path: Path, shown_name: str, limits: UploadLimits) -> tuple[int, int]:
@@ -71,22 +69,50 @@ def check_image(path: Path, shown_name: str, limits: UploadLimits) -> tuple[int,
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with imageio.open_image(path) as img:
             width, height = img.size
             if width * height > limits.max_image_pixels:
                 raise UploadRefused(413, f"{shown_name} is {width}x{height} = {width * height / 1e6:.0f} MP "
                                     f"(limit {limits.max_image_pixels / 1e6:.0f} MP per image)",
                                     "downscale the images (12-24 MP is plenty) and upload again")
             img.load()
+    except imageio.MissingDecoder as exc:
+        raise UploadRefused(415, f"{shown_name} is a HEIC/HEIF photo and this server has no HEIC decoder",
+                            exc.advice) from None
     except UploadRefused:
         raise
     except Image.DecompressionBombError:
         raise UploadRefused(413, f"{shown_name} declares an absurd pixel count",
                             "downscale the images (12-24 MP is plenty) and upload again") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if is_disk_full(exc):
+            raise
         raise UploadRefused(422, f"{shown_name} is truncated or damaged ({exc})",
                             "upload the original file again; check that the copy finished") from None
+    if _image_suffix(path) == ".jpg":
+        _check_jpeg_data(path, shown_name)
     return width, height
+
+
+# libjpeg warnings that mean picture data is missing or garbled (the decoder fills in grey and goes on;
+# Pillow passes them over in silence). Others, such as "extraneous bytes before marker", are common in
+# cameras' files and harmless.
+_JPEG_DATA_LOST = re.compile(r"premature end|huffman|invalid|corrupt jpeg data: bad|unknown marker|"
+                             r"ran out|too few|wrong|not a jpeg|failed", re.IGNORECASE)
+
+
+def _check_jpeg_data(path: Path, shown_name: str) -> None:
+    """Decode a JPEG's whole entropy-coded data with libjpeg-turbo in strict mode: a header that claims
+    more pixels than the data holds (a 7000x7000 header on a small image) is refused like a truncated file.
+    Decoded at 1/8 scale: every coefficient is still read, for a 64th of the memory."""
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(path.read_bytes(), colorspace="GRAY", min_factor=8, strict=True)
+    except ValueError as exc:
+        if _JPEG_DATA_LOST.search(str(exc)):
+            raise UploadRefused(422, f"{shown_name} is truncated or damaged ({exc})",
+                                "upload the original file again; check that the copy finished") from None
 
 
 def check_video(path: Path, shown_name: str, limits: UploadLimits) -> None:
@@ -147,8 +173,18 @@ def _zip_precheck(path: Path, limits: UploadLimits) -> None:
 
 
 def store_upload(files: Iterable[tuple[str | None, BinaryIO]], job_dir: Path, limits: UploadLimits) -> UploadSummary:
-    """Write and check the uploaded files under `job_dir/upload`. Raises UploadRefused; the caller removes
-    `job_dir` on refusal."""
+    """Write and check the uploaded files under `job_dir/upload`. Raises UploadRefused (507 when the disk
+    fills up); the caller removes `job_dir` on refusal."""
+    try:
+        return _store_upload(files, job_dir, limits)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        message, advice = upload_too_large_for_disk(None, job_dir.parent)
+        raise UploadRefused(507, message, advice) from None
+
+
+def _store_upload(files: Iterable[tuple[str | None, BinaryIO]], job_dir: Path, limits: UploadLimits) -> UploadSummary:
     upload = job_dir / "upload"
     upload.mkdir(parents=True, exist_ok=False)
     staged: list[tuple[str, Path, str]] = []  # (name the client gave, path, kind)
@@ -209,6 +245,9 @@ def _unpack(archive: Path, upload: Path, limits: UploadLimits, summary: UploadSu
                                                                 max_ratio=limits.max_zip_ratio))
     except InputError as exc:
         raise UploadRefused(422, exc.message, exc.advice) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a wrong CRC, a corrupt deflate stream
+        raise UploadRefused(422, f"the zip is damaged ({type(exc).__name__}: {exc})",
+                            "make the zip again from the original files and upload it again") from None
     archive.unlink()
     kinds = {p: sniff_kind(p) for p in extracted}
     images = [p for p, k in kinds.items() if k == "image"]

@@ -2,7 +2,7 @@
 
 Public API (used by the pipeline and the job service):
 
-    train(run, TrainOptions(...), progress=callback) -> TrainResult
+    train(run, TrainOptions(...), events) -> TrainResult
     export_ply(run, out=None) -> Path
 
 Modules: `gaussians` (parameters and their initialisation), `render` (one `render()` with the

@@ -8,6 +8,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from splatforge.splat.export_cli import export_command
+
     app.command("train")(train_command)
     app.command("export")(export_command)
 
@@ -19,8 +21,7 @@ def _prepare_run(source: Path, out: Path | None) -> Path:
     where they are (absolute paths).
     """
     from splatforge.errors import InputError
-    from splatforge.rundir import RunDir
-    from splatforge.scene import read_scene, write_transforms
+    from splatforge.poses.existing import training_run_from_scene
 
     source = Path(source)
     is_run = source.is_dir() and (source / "transforms.json").exists() and (out is None or out == source)
@@ -30,28 +31,27 @@ def _prepare_run(source: Path, out: Path | None) -> Path:
         if source.is_dir() and (source / "run.json").exists():
             raise InputError(f"{source} is a run folder without transforms.json", "run the pose stage first")
         raise InputError(f"{source} is a scene, not a run folder", "give -o RUN: the run folder to train in")
-    scene = read_scene(source)
-    run = RunDir(out).create()
-    write_transforms(scene, run.transforms_json, ply_file="points.ply" if scene.points is not None else None)
-    return run.root
+    return training_run_from_scene(source, out).root  # distorted COLMAP cameras are undistorted there
 
 
 def train_command(
     source: Path = typer.Argument(..., help="A run folder, or a scene: transforms.json or COLMAP model folder."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Run folder to create when SOURCE is a scene."),
-    preset: str = typer.Option("default", "--preset", help="fast | default | quality | mcmc"),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps (default: the preset's)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint."),
-    backend: str = typer.Option("auto", "--backend", help="auto | gsplat | reference"),
-    device: str | None = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if present)."),
-    downscale: float = typer.Option(1.0, "--downscale", help="Divide image sizes by this."),
-    test_every: int = typer.Option(8, "--test-every", help="Hold out every n-th image (0: none)."),
+    preset: str | None = typer.Option(None, "--preset", help="fast | default | quality | mcmc | demo (default: default)."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (default: the preset's; schedule stretched)."),
+    resume: bool | None = typer.Option(None, "--resume/--no-resume", help="Continue from the newest checkpoint (default)."),
+    backend: str | None = typer.Option(None, "--backend", help="auto | gsplat | reference"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1 (default: auto)."),
+    downscale: float | None = typer.Option(None, "--downscale", help="Divide image sizes by this."),
+    test_every: int | None = typer.Option(None, "--test-every", help="Hold out every n-th image (0: none; default 8)."),
     max_gaussians: int | None = typer.Option(None, "--max-gaussians", help="Cap on the number of Gaussians."),
-    sh_degree: int = typer.Option(3, "--sh-degree", help="Spherical-harmonics degree 0..3."),
+    sh_degree: int | None = typer.Option(None, "--sh-degree", help="Spherical-harmonics degree 0..3."),
     strategy: str | None = typer.Option(None, "--strategy", help="default | mcmc (default: the preset's)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Cameras per step."),
-    seed: int = typer.Option(0, "--seed"),
-    checkpoint_every: int = typer.Option(2000, "--checkpoint-every"),
+    seed: int | None = typer.Option(None, "--seed"),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (1000)."),
+    checkpoint_every_s: float | None = typer.Option(None, "--checkpoint-every-s", help="Seconds between checkpoints (60)."),
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any training option or recipe key, e.g. "
+                                           "--set batch_size=2 --set strategy.refine_every=50."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ) -> None:
     """Train a Gaussian splat on a run folder (or on a scene, into -o RUN).
@@ -62,55 +62,32 @@ def train_command(
     from splatforge.cli import fail
     from splatforge.console import console, emit_json
     from splatforge.errors import SplatforgeError
+    from splatforge.options import from_dict, parse_assignments
+    from splatforge.pipeline_cli import progress_display
+    from splatforge.rundir import RunDir, read_json
+    from splatforge.splat.config import TrainOptions
+    from splatforge.splat.stages import TRAIN
+    from splatforge.stage import run_stage
 
+    named = {"preset": preset, "steps": steps, "resume": resume, "backend": backend, "device": device,
+             "downscale": downscale, "test_every": test_every, "strategy": strategy, "sh_degree": sh_degree,
+             "strategy.cap_max": max_gaussians, "seed": seed, "checkpoint_every": checkpoint_every,
+             "checkpoint_every_s": checkpoint_every_s, "show_progress": not as_json}
+    changes = {k: v for k, v in named.items() if v is not None}
     try:
-        from splatforge.rundir import RunDir
-        from splatforge.splat.trainer import TrainOptions, train
-
+        changes.update(parse_assignments(assignments))
+        options = from_dict(TrainOptions, changes, "train")
         run = RunDir(_prepare_run(source, out))
-        options = TrainOptions(preset=preset, steps=steps, backend=backend, device=device, resume=resume,
-                               test_every=test_every, downscale=downscale, sh_degree=sh_degree, seed=seed,
-                               checkpoint_every=checkpoint_every, max_gaussians=max_gaussians,
-                               strategy=strategy, batch_size=batch_size, show_progress=not as_json)
-        from dataclasses import asdict
-
-        with run.stage("train", config=asdict(options)) as summary:
-            result = train(run, options)
-            summary.update({"steps": result.steps, "eval": result.eval, "num_gaussians": result.num_gaussians})
+        with progress_display(enabled=False) as events:  # the trainer draws its own bar
+            run_stage(TRAIN, run, options, events)
     except SplatforgeError as exc:
         fail(exc, as_json)
         return
+    result = read_json(run.train_json)
     if as_json:
-        emit_json({"ok": True, "run": str(run.root), **result.to_dict()})
+        emit_json({"ok": True, "run": str(run.root), **result})
     else:
-        ev = result.eval
-        console.print(f"[green]trained[/] {result.steps} steps in {result.seconds:.1f} s on {result.backend}: "
-                      f"PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}, {result.num_gaussians:,} Gaussians "
+        ev = result["eval"]
+        console.print(f"[green]trained[/] {result['steps']} steps in {result['seconds']:.1f} s on {result['backend']}: "
+                      f"PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}, {result['num_gaussians']:,} Gaussians "
                       f"-> {run.train_json}")
-
-
-def export_command(
-    run: Path = typer.Argument(..., help="Run folder with checkpoints/."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="PLY file (default: RUN/export/scene.ply)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
-) -> None:
-    """Write the newest checkpoint as a standard 3DGS PLY (SuperSplat, Spark, nerfstudio)."""
-    from splatforge.cli import fail
-    from splatforge.console import console, emit_json
-    from splatforge.errors import SplatforgeError
-
-    try:
-        from splatforge.rundir import RunDir
-        from splatforge.splat.export import export_ply
-
-        rd = RunDir(run)
-        with rd.stage("export") as summary:
-            path = export_ply(rd, out)
-            summary.update({"ply": str(path), "bytes": path.stat().st_size})
-    except SplatforgeError as exc:
-        fail(exc, as_json)
-        return
-    if as_json:
-        emit_json({"ok": True, "ply": str(path), "bytes": path.stat().st_size})
-    else:
-        console.print(f"[green]exported[/] {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -91,20 +91,13 @@ class TrainData:
     undistorted: bool
 
 
-def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # applies the EXIF orientation
-    if img is None:
-        raise InputError(f"could not decode image {path}", "check that the file is a readable JPEG/PNG")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def prepare_image(path: Path, camera: Camera, downscale: float) -> tuple[np.ndarray, Camera]:
     """Decode, undistort (OPENCV -> PINHOLE), downscale. Returns RGB uint8 [H, W, 3] and its PINHOLE camera."""
     import cv2
 
-    img = _read_image(path)
+    from splatforge.capture.imageio import read_image
+
+    img = read_image(path)  # the stored pixels, as the pose stage saw them (no EXIF orientation)
     h, w = img.shape[:2]
     if (w, h) != (camera.width, camera.height):
         if (w, h) == (camera.height, camera.width):

@@ -11,7 +11,6 @@ Parameters (a `torch.nn.ParameterDict`, N Gaussians, K = (sh_degree + 1) ** 2):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,9 +131,3 @@ def sh_degree_at(step: int, max_degree: int, interval: int) -> int:
         return max_degree
     return min(max_degree, step // interval)
 
-
-def scene_bounds(centers: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and radius (max distance from the mean) of the camera positions [C, 3]."""
-    center = centers.mean(axis=0)
-    radius = float(np.linalg.norm(centers - center, axis=1).max()) if len(centers) else 1.0
-    return center, radius if math.isfinite(radius) and radius > 0 else 1.0

@@ -1,9 +1,13 @@
-"""Photometric loss (L1 + w (1 - SSIM)), SSIM and PSNR; LPIPS only from weights already on disk."""
+"""The training loss: l1_weight * L1 + ssim_weight * (1 - SSIM), its SSIM, and PSNR for progress logs.
+
+Hold-out metrics as papers and gsplat report them (torchmetrics' SSIM, LPIPS) are in `metrics.py`.
+"""
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+import os
+import warnings
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -23,17 +27,54 @@ def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of images a, b [B, H, W, C] in [0, 1] (Gaussian window 11, sigma 1.5, as 3DGS).
+def ssim_window(height: int, width: int, window: int) -> int:
+    """The window used on an image: `window`, or on tiny ones (coarse-to-fine thumbnails) the largest odd fit."""
+    if min(height, width) < window:
+        window = min(height, width)
+        window -= 1 - window % 2
+    return window
 
-    Two separable 1D convolutions over the five moment maps stacked in one batch: cheap on the GPU
-    and the CPU, no extra package. 'valid' windows only (no zero-padding bias at the border).
+
+@functools.lru_cache(maxsize=1)
+def _fused_ssim():
+    """splat/fused_ssim.py's Triton SSIM, or None where Triton is not importable."""
+    try:
+        from splatforge.splat.fused_ssim import fused_ssim
+    except ImportError:
+        return None
+    return fused_ssim
+
+
+_fused_failed: list[str] = []  # a Triton that imports but cannot compile or launch: warned once, not retried
+
+
+def _fused_for(a: torch.Tensor):
+    """The fused SSIM for CUDA float32 images, or None (CPU, Triton missing, SPLATFORGE_FUSED_SSIM=0, failed)."""
+    if not a.is_cuda or a.dtype != torch.float32 or _fused_failed:
+        return None
+    return _fused_ssim() if os.environ.get("SPLATFORGE_FUSED_SSIM", "1") != "0" else None
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The loss's SSIM: mean SSIM of images a, b [B, H, W, C] in [0, 1] (Gaussian window 11, sigma 1.5, as 3DGS).
+
+    Two separable 1D convolutions over the five moment maps stacked in one batch: cheap on the CPU, no
+    extra package. 'valid' windows only (no zero-padding bias at the border), as gsplat's loss (fused-ssim,
+    padding="valid"); the reported hold-out SSIM is `metrics.holdout_ssim`. CUDA float32 images go to
+    the Triton kernels of splat/fused_ssim.py instead (same values; SPLATFORGE_FUSED_SSIM=0 turns them off).
     """
+    fused = _fused_for(a)
+    if fused is not None:
+        try:
+            return fused(a, b, window, sigma)
+        except ValueError:
+            pass  # what it does not take (a gradient for b, odd shapes): the reference decides
+        except Exception as exc:  # e.g. no C compiler for Triton's launcher: slower, but training goes on
+            _fused_failed.append(repr(exc))
+            warnings.warn(f"fused SSIM unavailable ({exc!r}); using the cuDNN reference", stacklevel=2)
     x = a.permute(0, 3, 1, 2)
     y = b.permute(0, 3, 1, 2)
-    if min(x.shape[-2:]) < window:  # tiny images (coarse-to-fine on a thumbnail): the largest odd window
-        window = min(x.shape[-2:])
-        window -= 1 - window % 2
+    window = ssim_window(x.shape[-2], x.shape[-1], window)
     g = _gauss_1d(window, sigma, str(x.device), x.dtype)
     n = x.shape[0]
     moments = _blur(torch.cat([x, y, x * x, y * y, x * y]), g)
@@ -51,37 +92,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
-def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
-    """L1 + ssim_weight * (1 - SSIM) (the issue's form; 3DGS scales L1 by 1 - ssim_weight). [B, H, W, 3]."""
-    return F.l1_loss(render, target) + ssim_weight * (1.0 - ssim(render, target))
-
-
-def lpips_weights_path() -> Path | None:
-    """Local AlexNet LPIPS weights, if any (never downloaded at run time)."""
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in ("alexnet-owt-7be5be79.pth", "alexnet-owt-4df8aa71.pth"):
-        if (hub / name).exists():
-            return hub / name
-    return None
-
-
-def make_lpips(device: torch.device):
-    """An LPIPS(alex) function [B, H, W, 3] x2 -> scalar, or (None, reason) when its weights are not local."""
-    try:
-        import lpips  # noqa: F401  (its linear heads ship inside the package)
-    except ImportError:
-        return None, "lpips package not installed"
-    if lpips_weights_path() is None:
-        return None, "AlexNet weights not in the torch hub cache (never downloaded at run time)"
-    try:
-        import lpips
-
-        net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
-    except Exception as exc:  # a broken local install must not stop training
-        return None, f"LPIPS could not be loaded: {exc}"
-
-    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return net(a.permute(0, 3, 1, 2) * 2 - 1, b.permute(0, 3, 1, 2) * 2 - 1).mean()
-
-    return fn, None
+def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2,
+                     l1_weight: float = 1.0) -> torch.Tensor:
+    """l1_weight * L1 + ssim_weight * (1 - SSIM) of [B, H, W, 3] images (3DGS: 0.8 and 0.2)."""
+    return l1_weight * F.l1_loss(render, target) + ssim_weight * (1.0 - ssim(render, target))

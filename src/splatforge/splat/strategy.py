@@ -1,4 +1,13 @@
-"""Densification: gsplat's `DefaultStrategy` (3DGS clone/split/prune + opacity reset) or `MCMCStrategy`.
+"""Densification: gsplat's `DefaultStrategy` (3DGS clone/split/prune + opacity reset) or `MCMCStrategy`,
+each behind the same three calls, so the training loop never asks which one it has:
+
+    strategy.step_pre_backward(params, optimizers, state, step, info)
+    loss = loss + strategy.regularization(params)          # MCMC's opacity/scale terms, else 0
+    strategy.step_post_backward(params, optimizers, state, step, info, lr=means_lr)
+
+`Densify3DGS` mends gsplat 1.5.3's `DefaultStrategy`, which never resets opacities
+(`step % n == 0 & step > 0` parses as a chained comparison that is always False), and adds a cap;
+`MCMC` takes the regularisers that gsplat's trainer keeps outside the strategy.
 
 gsplat's strategies are plain PyTorch with their state passed explicitly, so they run unchanged on
 both backends (the reference backend returns the same `info`). Two pieces of MCMC need CUDA:
@@ -11,11 +20,14 @@ MCMC paper) and `quat_scale_to_covar_preci` (the covariance that shapes the posi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from gsplat.strategy import DefaultStrategy, MCMCStrategy
+from gsplat.strategy.ops import remove, reset_opa
+
+from splatforge.splat.config import DefaultStrategyConfig, MCMCStrategyConfig, StrategyConfig
 
 
 def relocation_torch(opacities: torch.Tensor, scales: torch.Tensor, ratios: torch.Tensor,
@@ -67,43 +79,83 @@ def install_cpu_fallbacks() -> None:
 
 
 @dataclass
-class StrategyOptions:
-    """Densification knobs in steps of the run (presets scale them to the number of steps)."""
+class Densify3DGS(DefaultStrategy):
+    """gsplat's DefaultStrategy with the 3DGS opacity reset applied and an optional cap on the count."""
 
-    kind: str = "default"  # "default" (3DGS) or "mcmc"
-    refine_start: int = 500
-    refine_stop: int = 15_000
-    refine_every: int = 100
-    reset_every: int = 3000
-    grow_grad2d: float = 0.0002
-    absgrad: bool = False
-    prune_opa: float = 0.005
-    cap_max: int = 1_000_000  # MCMC only
-    noise_lr: float = 5e5  # MCMC only
-    opacity_reg: float = 0.0  # MCMC: 0.01
-    scale_reg: float = 0.0  # MCMC: 0.01
+    cap_max: int | None = None  # keep at most this many Gaussians (the faintest are removed)
+    reset_opacities: bool = True  # False: never reset (gsplat needs a positive `reset_every` regardless)
+
+    def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False,
+                           lr: float | None = None) -> None:
+        super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        if self.reset_opacities and 0 < step < self.refine_stop_iter and step % self.reset_every == 0:
+            reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
+        if self.cap_max is not None and step % self.refine_every == 0:
+            enforce_cap(params, optimizers, state, self.cap_max)
+
+    def regularization(self, params) -> torch.Tensor | float:
+        return 0.0
 
 
-def make_strategy(options: StrategyOptions, scene_scale: float) -> tuple[Any, dict]:
-    """The gsplat strategy object and its initial state."""
-    from gsplat.strategy import DefaultStrategy, MCMCStrategy
+@dataclass
+class MCMC(MCMCStrategy):
+    """gsplat's MCMCStrategy with the MCMC paper's opacity and scale regularisers."""
 
-    if options.kind == "default":
-        strategy = DefaultStrategy(
-            prune_opa=options.prune_opa, grow_grad2d=options.grow_grad2d, refine_start_iter=options.refine_start,
-            refine_stop_iter=options.refine_stop, reset_every=options.reset_every,
-            refine_every=options.refine_every, absgrad=options.absgrad, verbose=False,
-        )
-        return strategy, strategy.initialize_state(scene_scale=scene_scale)
-    if options.kind == "mcmc":
+    opacity_reg: float = 0.01
+    scale_reg: float = 0.01
+
+    def step_pre_backward(self, params, optimizers, state, step, info) -> None:
+        pass  # MCMC needs no gradient of the 2D means
+
+    def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False,
+                           lr: float | None = None) -> None:
+        super().step_post_backward(params, optimizers, state, step, info, lr=lr)
+
+    def regularization(self, params) -> torch.Tensor | float:
+        term = 0.0
+        if self.opacity_reg > 0:
+            term = term + self.opacity_reg * torch.sigmoid(params["opacities"]).mean()
+        if self.scale_reg > 0:
+            term = term + self.scale_reg * torch.exp(params["scales"]).mean()
+        return term
+
+
+def build_strategy(config: StrategyConfig, steps: int, absgrad_available: bool) -> tuple[Any, bool]:
+    """The gsplat strategy object for `config` and whether it densifies on absolute gradients (AbsGS,
+    only where the backend provides them)."""
+    if isinstance(config, MCMCStrategyConfig):
         install_cpu_fallbacks()
-        strategy = MCMCStrategy(
-            cap_max=options.cap_max, noise_lr=options.noise_lr, refine_start_iter=options.refine_start,
-            refine_stop_iter=options.refine_stop, refine_every=options.refine_every,
-            min_opacity=options.prune_opa, verbose=False,
-        )
-        return strategy, strategy.initialize_state()
-    raise ValueError(f"unknown strategy {options.kind!r}: use 'default' or 'mcmc'")
+        return MCMC(cap_max=config.cap_max, noise_lr=config.noise_lr, refine_start_iter=config.refine_start_iter,
+                    refine_stop_iter=config.refine_stop_iter, refine_every=config.refine_every,
+                    min_opacity=config.min_opacity, opacity_reg=config.opacity_reg, scale_reg=config.scale_reg,
+                    verbose=False), False
+    assert isinstance(config, DefaultStrategyConfig)
+    absgrad = config.absgrad and absgrad_available
+    return Densify3DGS(prune_opa=config.prune_opa,
+                       grow_grad2d=config.grow_grad2d_absgrad if absgrad else config.grow_grad2d,
+                       grow_scale3d=config.grow_scale3d, prune_scale3d=config.prune_scale3d,
+                       refine_start_iter=config.refine_start_iter, refine_stop_iter=config.refine_stop_iter,
+                       reset_every=config.reset_every or steps + 1, reset_opacities=config.reset_every > 0,
+                       refine_every=config.refine_every, absgrad=absgrad, cap_max=config.cap_max,
+                       verbose=False), absgrad
+
+
+def initial_state(strategy: Any, scene_scale: float) -> dict:
+    if isinstance(strategy, MCMC):
+        return strategy.initialize_state()
+    return strategy.initialize_state(scene_scale=scene_scale)
+
+
+def enforce_cap(params, optimizers, state, cap: int) -> None:
+    """Drop the faintest Gaussians above `cap` (gsplat's own `remove` keeps optimizer and strategy state
+    consistent)."""
+    n = len(params["means"])
+    if n <= cap:
+        return
+    order = torch.argsort(params["opacities"].detach())
+    mask = torch.zeros(n, dtype=torch.bool, device=params["means"].device)
+    mask[order[: n - cap]] = True
+    remove(params=params, optimizers=optimizers, state=state, mask=mask)
 
 
 def strategy_state_dict(state: dict) -> dict:
@@ -115,7 +167,3 @@ def load_strategy_state(state: dict, saved: dict, device: torch.device) -> dict:
     for key, value in saved.items():
         state[key] = value.to(device) if torch.is_tensor(value) else value
     return state
-
-
-def scaled_step(value: int, factor: float) -> int:
-    return max(1, int(math.floor(value * factor + 0.5)))

@@ -43,10 +43,17 @@ DEFAULT_UP = (0.0, -1.0, 0.0)
 
 @dataclass(frozen=True)
 class ViewerInput:
-    """What `splatforge view` shows: the splat file and, when found, the transforms.json of its run."""
+    """What `splatforge view` shows: the splat file (any format of `splat.formats`) and, when found,
+    the transforms.json of its run."""
 
-    ply: Path
+    splat: Path
     transforms: Path | None
+
+    @property
+    def format(self):
+        from splatforge.splat.formats import sniff_format
+
+        return sniff_format(self.splat)
 
 
 @dataclass(frozen=True)
@@ -61,21 +68,47 @@ class PathCamera:
     aspect: float
 
 
-def resolve_input(run_or_ply: Path) -> ViewerInput:
-    """Find the PLY and the transforms.json for a run folder, a PLY file, or a transforms.json."""
-    path = Path(run_or_ply).expanduser()
+def run_splat(run: RunDir, format_name: str | None = None) -> Path | None:
+    """The splat file of a run the viewer shows: `format_name`'s, else the default compact format's,
+    else the PLY, else any other exported format; None when the run has none."""
+    from splatforge.splat.formats import DEFAULT_COMPACT, FORMATS
+
+    if format_name is not None:
+        path = run.export_file(format_name)
+        return path if path.is_file() else None
+    for name in (DEFAULT_COMPACT, "ply", *FORMATS):
+        if run.export_file(name).is_file():
+            return run.export_file(name)
+    return None
+
+
+def resolve_input(target: Path, format_name: str | None = None) -> ViewerInput:
+    """Find the splat and the transforms.json for a run folder, a splat file, or a transforms.json.
+
+    A run folder shows its export in `format_name` (default: the compact format, else the PLY).
+    """
+    from splatforge.splat.formats import FORMATS, format_named, sniff_format
+
+    path = Path(target).expanduser()
     if not path.exists():
-        raise InputError(f"{path} does not exist", "give a run folder or a .ply file")
+        raise InputError(f"{path} does not exist", "give a run folder or a splat file")
+    if format_name is not None:
+        format_name = format_named(format_name).name
     if path.is_dir():
         run = RunDir(path)
-        if not run.ply.is_file():
-            raise InputError(f"the run folder {path} has no {run.ply.relative_to(run.root)}",
-                             f"train and export first: splatforge train {path} && splatforge export {path}")
-        return ViewerInput(run.ply, run.transforms_json if run.transforms_json.is_file() else None)
-    if path.suffix.lower() != ".ply":
-        raise InputError(f"{path} is not a .ply file or a run folder",
-                         "give a run folder (with export/scene.ply) or a 3DGS .ply file")
-    # A PLY inside a run (RUN/export/scene.ply) or beside its transforms.json: use that camera path.
+        splat = run_splat(run, format_name)
+        if splat is None:
+            wanted = run.export_file(format_name) if format_name else run.ply
+            export = f"splatforge export {path}" + (f" --format {format_name}" if format_name else "")
+            raise InputError(f"the run folder {path} has no {wanted.relative_to(run.root)}",
+                             f"train and export first: splatforge train {path} && {export}")
+        return ViewerInput(splat, run.transforms_json if run.transforms_json.is_file() else None)
+    if path.suffix.lower() == ".json":
+        raise InputError(f"{path} is not a splat file or a run folder",
+                         "give a run folder (with export/) or a splat file: "
+                         + ", ".join(f.suffix for f in FORMATS.values()))
+    sniff_format(path)  # an unknown kind of file is refused here, with the list of formats
+    # A splat inside a run (RUN/export/scene.*) or beside its transforms.json: use that camera path.
     for folder in (path.parent, path.parent.parent):
         if (folder / "transforms.json").is_file():
             return ViewerInput(path.resolve(), (folder / "transforms.json").resolve())
@@ -120,11 +153,36 @@ def _poses_without_images(transforms: Path) -> list[tuple]:
                          "regenerate it with splatforge poses, or view the PLY on its own") from None
 
 
-def splat_centers(ply: Path, max_points: int = 200_000) -> np.ndarray:
-    """Centres of (a regular subsample of) the Gaussians in a PLY, shape (M, 3) float64, M <= max_points.
+def splat_centers(splat: Path, max_points: int = 200_000) -> np.ndarray:
+    """Centres of (a regular subsample of) the Gaussians in a splat file, shape (M, 3) float64,
+    M <= max_points.
 
     Gaussians with opacity below 0.1 are left out (they are mostly floaters and training debris).
+    A plain PLY is read directly; other formats are decoded with `splat.formats.read_splat`, and when
+    that cannot run (no Node.js) the page still works, only without a centre taken from the splat.
     """
+    from splatforge.errors import SplatforgeError
+    from splatforge.splat.formats import read_splat, sniff_format
+
+    if sniff_format(splat).name == "ply":
+        xyz, logit = _ply_centers(splat)
+    else:
+        try:
+            params = read_splat(splat)
+        except SplatforgeError as exc:
+            log.warning("no splat centres for the camera path: %s", exc.message)
+            return np.zeros((0, 3))
+        xyz, logit = params["means"].double().numpy(), params["opacities"].double().numpy()
+    step = max(1, len(xyz) // max_points)
+    xyz, logit = xyz[::step], (logit[::step] if logit is not None else None)
+    if logit is not None:
+        keep = 1.0 / (1.0 + np.exp(-logit)) >= 0.1
+        if keep.sum() >= 10:
+            xyz = xyz[keep]
+    return xyz[np.isfinite(xyz).all(axis=1)]
+
+
+def _ply_centers(ply: Path) -> tuple[np.ndarray, np.ndarray | None]:
     from plyfile import PlyData
 
     try:
@@ -132,14 +190,9 @@ def splat_centers(ply: Path, max_points: int = 200_000) -> np.ndarray:
     except Exception as exc:  # plyfile raises several unrelated types for a broken file
         raise InputError(f"{ply} is not a readable PLY: {exc}", "re-export it with splatforge export") from None
     data = vertex.data
-    step = max(1, len(data) // max_points)
-    data = data[::step]
     xyz = np.stack([data["x"], data["y"], data["z"]], axis=1).astype(np.float64)
-    if "opacity" in data.dtype.names:
-        keep = 1.0 / (1.0 + np.exp(-data["opacity"].astype(np.float64))) >= 0.1
-        if keep.sum() >= 10:
-            xyz = xyz[keep]
-    return xyz[np.isfinite(xyz).all(axis=1)]
+    logit = data["opacity"].astype(np.float64) if "opacity" in data.dtype.names else None
+    return xyz, logit
 
 
 def axes_focus(cameras: list[PathCamera]) -> np.ndarray | None:
@@ -180,7 +233,7 @@ def _pivot(cam: PathCamera, target: np.ndarray, radius: float) -> np.ndarray:
 def camera_path(view: ViewerInput) -> dict:
     """The `cameras.json` document (layout in the module docstring) for a resolved viewer input."""
     cameras = read_path_cameras(view.transforms) if view.transforms else []
-    centers = splat_centers(view.ply)
+    centers = splat_centers(view.splat)
     positions = np.array([c.position for c in cameras]).reshape(-1, 3)
     if len(centers):
         target = np.median(centers, axis=0)
@@ -209,6 +262,6 @@ def camera_path(view: ViewerInput) -> dict:
     }
 
 
-def camera_path_json(run_or_ply: Path) -> dict:
-    """The viewer's `cameras.json` for a run folder or a PLY (whose run's transforms.json is used)."""
-    return camera_path(resolve_input(run_or_ply))
+def camera_path_json(run_or_splat: Path, format_name: str | None = None) -> dict:
+    """The viewer's `cameras.json` for a run folder or a splat file (whose run's transforms.json is used)."""
+    return camera_path(resolve_input(run_or_splat, format_name))

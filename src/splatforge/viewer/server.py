@@ -2,10 +2,11 @@
 
 It serves exactly these paths and nothing else:
 
-    /                      redirect to /index.html?ply=scene.ply&cameras=cameras.json
+    /                      redirect to /index.html?ply=scene.<ending>&cameras=cameras.json
     /index.html, ...       the page files in `viewer_static_dir()` (PAGE_FILES)
     /node_modules/<pkg>/   files of the npm packages the page imports (SERVED_PACKAGES)
-    /scene.ply             the splat being viewed
+    /scene.<ending>        the splat being viewed, under its format's ending (.ply, .compressed.ply,
+                           .splat, .spz, .sog): Spark picks its decoder by the URL's ending
     /cameras.json          `camera_path_json(...)` of the run
 
 The page reads its data URLs from the query string, so the job service can mount
@@ -43,7 +44,8 @@ REQUIRED_ASSETS = (
 _TYPES = {".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".json": "application/json", ".map": "application/json", ".wasm": "application/wasm",
-          ".ply": "application/octet-stream"}
+          ".ply": "application/octet-stream", ".splat": "application/octet-stream",
+          ".spz": "application/octet-stream", ".sog": "application/zip"}
 
 
 def viewer_static_dir() -> Path:
@@ -66,19 +68,26 @@ def check_viewer_assets(static_dir: Path | None = None) -> Path:
 
 @dataclass
 class ViewerSite:
-    """What one viewer server shows. `cameras` is the cameras.json document (computed once)."""
+    """What one viewer server shows. `cameras` is the cameras.json document (computed once);
+    `splat_name` the URL name of the splat (scene + its format's ending)."""
 
-    ply: Path
+    splat: Path
     cameras: dict
     static_dir: Path = field(default_factory=viewer_static_dir)
+    splat_name: str = "scene.ply"
+
+    @property
+    def page(self) -> str:
+        """The page's path and query string."""
+        return f"/index.html?ply={self.splat_name}&cameras=cameras.json"
 
     def resolve(self, url_path: str) -> Path | bytes | None:
         """The file (or the bytes) for a request path; None for anything not served."""
         parts = [p for p in urllib.parse.unquote(url_path).split("/") if p]
         if any(p in ("..", ".") or "\\" in p or "\0" in p for p in parts):
             return None
-        if parts == ["scene.ply"]:
-            return self.ply
+        if parts == [self.splat_name]:
+            return self.splat
         if parts == ["cameras.json"]:
             return (json.dumps(self.cameras) + "\n").encode()
         if len(parts) == 1 and parts[0] in PAGE_FILES:
@@ -116,7 +125,7 @@ def _handler_for(site: ViewerSite) -> type[BaseHTTPRequestHandler]:
             url = urllib.parse.urlsplit(self.path)
             if url.path in ("", "/"):
                 self.send_response(HTTPStatus.FOUND)
-                self.send_header("Location", "/index.html?ply=scene.ply&cameras=cameras.json")
+                self.send_header("Location", site.page)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -170,13 +179,15 @@ def make_server(view: ViewerInput, options: ServerOptions = ServerOptions(),
     npm packages are missing or the port is taken."""
     static_dir = Path(static_dir) if static_dir is not None else viewer_static_dir()
     check_viewer_assets(static_dir)
-    site = ViewerSite(ply=view.ply, cameras=camera_path(view), static_dir=static_dir)
+    site = ViewerSite(splat=view.splat, cameras=camera_path(view), static_dir=static_dir,
+                      splat_name="scene" + view.format.suffix)
     try:
         server = ThreadingHTTPServer((options.host, options.port), _handler_for(site))
     except OSError as exc:
         raise InputError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}",
                          "pick another port with --port (or --port 0 for any free one)") from None
     server.daemon_threads = True
+    server.viewer_site = site  # for server_url
     return server
 
 
@@ -184,7 +195,7 @@ def server_url(server: ThreadingHTTPServer) -> str:
     """The page's URL, with its query string, for a server from `make_server`."""
     host, port = server.server_address[:2]
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
-    return f"http://{shown}:{port}/index.html?ply=scene.ply&cameras=cameras.json"
+    return f"http://{shown}:{port}{server.viewer_site.page}"
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

@@ -153,8 +153,10 @@ async function loadJobDetail(id) {
     a.href = url; a.textContent = name; a.target = "_blank";
     return a;
   }));
-  if (art["scene.ply"]) {
-    const src = `/viewer/index.html?ply=${encodeURIComponent(art["scene.ply"])}` +
+  // A compact format (the export stage writes splat/formats DEFAULT_COMPACT), else the exact PLY.
+  const splat = art["scene.sog"] || art["scene.spz"] || art["scene.ply"];
+  if (splat) {
+    const src = `/viewer/index.html?ply=${encodeURIComponent(splat)}` +
       `&cameras=${encodeURIComponent(art["cameras.json"] || "")}`;
     if ($("viewer").getAttribute("src") !== src) $("viewer").setAttribute("src", src);
     $("viewer-section").hidden = false;

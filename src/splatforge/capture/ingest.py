@@ -1,7 +1,10 @@
 """Bring the user's input into a run folder's `frames/`: an image folder, a video, or a zip of either.
 
-Images are hard-linked when the run folder is on the same file system (no copy, and the run folder
-stays complete if the original is deleted), copied otherwise. Videos go through
+Photos that can be used as they are (upright 8-bit RGB JPEG or PNG) are hard-linked when the run folder
+is on the same file system (no copy, and the run folder stays complete if the original is deleted),
+copied otherwise. All others (an EXIF orientation tag, HEIC, 16-bit, CMYK, greyscale, alpha, TIFF ...)
+are decoded once and written upright as 8-bit RGB by `splatforge.capture.imageio`; nothing later looks
+at EXIF again. `ingest.json` records what was done to each file. Videos go through
 `splatforge.capture.extract_frames`. Zips are unpacked into `input/` after checks: no member may land
 outside it, no absurd expansion ratio or total size, and only image/video files are taken.
 """
@@ -12,13 +15,16 @@ import os
 import shutil
 import stat
 import zipfile
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from splatforge.capture import imageio
+from splatforge.capture.imageio import IMAGE_SUFFIXES, ImageInfo, list_images
+from splatforge.console import log
 from splatforge.errors import InputError
-from splatforge.rundir import RunDir, atomic_write_json
+from splatforge.rundir import RunDir, atomic_write_json, read_json
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg"}
 
 
@@ -32,25 +38,39 @@ class ZipLimits:
 
 
 @dataclass
+class FrameRecord:
+    """What ingest did with one input photo (a line of ingest.json)."""
+
+    name: str  # in frames/
+    source: str  # the input file
+    action: str  # linked | copied | written | kept (already in frames/ as it should be)
+    size: tuple[int, int]  # upright (width, height)
+    changes: list[str] = field(default_factory=list)  # what was done to the pixels; empty: byte-identical
+    encoding: str | None = None  # of a written frame
+    source_stat: tuple[int, int] | None = None  # (bytes, mtime_ns) of the source when it was written
+
+
+@dataclass
 class IngestResult:
     kind: str  # "images" | "video"
     source: Path
     frames: list[Path]
     skipped: list[str] = field(default_factory=list)
+    records: list[FrameRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "source": str(self.source), "frames": len(self.frames), "skipped": self.skipped}
+        return {"kind": self.kind, "source": str(self.source), "frames": len(self.frames), "skipped": self.skipped,
+                "rewritten": sum(r.action == "written" for r in self.records)}
 
 
 def sniff_kind(path: Path) -> str | None:
     """'image', 'video' or None, from the file's first bytes (not its name)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(64)
     except OSError:
         return None
-    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n") or head[:2] == b"BM" \
-            or head[:4] in (b"II*\x00", b"MM\x00*") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if imageio.sniff_image_format(head):
         return "image"
     if head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ") \
             or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
@@ -60,21 +80,17 @@ def sniff_kind(path: Path) -> str | None:
     return None
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (or in `folder/images` when the top level has none), sorted."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files and (folder / "images").is_dir():
-        return list_images(folder / "images")
-    return files
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
+def _link_or_copy(src: Path, dst: Path) -> str:
+    """'kept' when `dst` is `src`, else 'linked' or 'copied' (a new file, so the umask decides its mode)."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return "kept"
     dst.unlink(missing_ok=True)
     try:
         os.link(src, dst)
+        return "linked"
     except OSError:
-        shutil.copy2(src, dst)
+        shutil.copyfile(src, dst)
+        return "copied"
 
 
 def safe_extract_zip(archive: Path, dest: Path, limits: ZipLimits = ZipLimits()) -> list[Path]:
@@ -176,8 +192,6 @@ def ingest(source: Path, run: RunDir, frame_count: int | None = None, frame_fps:
             extract_frames(source, run.root, FrameOptions(count=frame_count, fps=frame_fps))
             return IngestResult("video", source, sorted(run.frames.glob("*.jpg")))
         raise InputError(f"{source.name} is neither a video nor a zip", "give a folder of images, a video file or a zip")
-    if source == run.frames.resolve():
-        return IngestResult("images", source, list_images(source))
     files = list_images(source)
     if not files:
         kind, files = _find_media(source)
@@ -187,23 +201,99 @@ def ingest(source: Path, run: RunDir, frame_count: int | None = None, frame_fps:
 
 
 def _ingest_images(files: list[Path], run: RunDir, source: Path) -> IngestResult:
-    good, skipped = [], []
+    readable: list[tuple[Path, ImageInfo]] = []
+    skipped: dict[str, str] = {}
     for path in files:
-        (good if sniff_kind(path) == "image" else skipped).append(path)
-    if not good:
-        raise InputError(f"no readable image in {source}", "give JPG or PNG photos")
-    names: dict[str, Path] = {}
-    for path in good:
-        name = path.name
-        if name in names:
-            name = f"{path.parent.name}_{path.name}"
-        names[name] = path
+        if sniff_kind(path) != "image":
+            skipped[path.name] = "not an image"
+    heif = [p for p in files if p.name not in skipped and imageio.file_format(p) == "heif"]
+    if heif and not imageio.heif_decoder_available():
+        raise InputError(f"{len(heif)} of the photos ({heif[0].name}{', ...' if len(heif) > 1 else ''}) are "
+                         "HEIC/HEIF, what iPhones shoot, and no HEIC decoder is installed", imageio.HEIF_ADVICE)
+    for path in files:
+        if path.name in skipped:
+            continue
+        try:
+            readable.append((path, imageio.read_info(path)))
+        except Exception as exc:
+            skipped[path.name] = f"unreadable ({exc})"
+    if not readable:
+        raise InputError(f"no readable image in {source}", "give JPG, PNG or HEIC photos")
+
+    plans = _plan_names(readable)
     run.frames.mkdir(parents=True, exist_ok=True)
-    for old in run.frames.iterdir():
-        if old.name not in names:
+    earlier = {r["name"]: r for r in (read_json(run.root / "ingest.json", default={}) or {}).get("frames", [])}
+
+    def work(plan: tuple[Path, ImageInfo, str, list[str]]) -> FrameRecord | str:
+        path, info, name, changes = plan
+        dst = run.frames / name
+        size = (info.width, info.height)
+        if not changes:
+            return FrameRecord(name, str(path), _link_or_copy(path, dst), size)
+        st = path.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+        before = earlier.get(name, {})
+        encoding = imageio.frame_encoding(dst)
+        if dst.exists() and before.get("source") == str(path) and tuple(before.get("source_stat") or ()) == stamp:
+            return FrameRecord(name, str(path), "kept", size, changes, encoding, stamp)
+        try:
+            imageio.write_upright_frame(path, dst, info)
+        except InputError as exc:
+            return exc.message
+        return FrameRecord(name, str(path), "written", size, changes, encoding, stamp)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        outcomes = list(pool.map(work, plans))
+    records = []
+    for (path, *_), outcome in zip(plans, outcomes):
+        if isinstance(outcome, str):
+            skipped[path.name] = outcome
+        else:
+            records.append(outcome)
+    if not records:
+        raise InputError(f"no readable image in {source}", "give JPG, PNG or HEIC photos")
+    keep = {r.name for r in records}
+    for old in run.frames.iterdir():  # after the work: in-place ingest (source = frames/) reads from here
+        if old.name not in keep and old.is_file():
             old.unlink()
-    for name, path in names.items():
-        _link_or_copy(path, run.frames / name)
-    atomic_write_json(run.root / "ingest.json", {"kind": "images", "source": str(source), "count": len(names),
-                                                  "skipped": [p.name for p in skipped]})
-    return IngestResult("images", source, sorted(run.frames / n for n in names), [p.name for p in skipped])
+    sizes: dict[str, int] = {}
+    for r in records:
+        sizes[f"{r.size[0]}x{r.size[1]}"] = sizes.get(f"{r.size[0]}x{r.size[1]}", 0) + 1
+    written = sum(r.action == "written" for r in records)
+    if written:
+        log.info("%d of %d photos re-written upright as 8-bit RGB (see ingest.json)", written, len(records))
+    if len(sizes) > 1:
+        log.info("the photos come in %d sizes (%s): each size gets its own camera", len(sizes),
+                 ", ".join(sorted(sizes)))
+    atomic_write_json(run.root / "ingest.json", {
+        "kind": "images", "source": str(source), "count": len(records), "skipped": list(skipped),
+        "skipped_reasons": skipped, "sizes": sizes, "frames": [asdict(r) for r in records]})
+    return IngestResult("images", source, sorted(run.frames / r.name for r in records), list(skipped), records)
+
+
+def _plan_names(readable: list[tuple[Path, ImageInfo]]) -> list[tuple[Path, ImageInfo, str, list[str]]]:
+    """(source, info, name in frames/, changes) per photo, in input order.
+
+    Names are kept; a re-written frame takes the suffix of its new format (IMG_1.HEIC -> IMG_1.jpg).
+    Clashes (the same name in two subfolders, or IMG_1.HEIC next to IMG_1.jpg) get the folder name in
+    front, then a number; files that keep their own name choose first.
+    """
+    wanted, changes = [], []
+    for path, info in readable:
+        changes.append(imageio.rewrite_reasons(info))
+        suffix = imageio.frame_suffix(info)
+        same_kind = path.suffix.lower() in ((".jpg", ".jpeg") if suffix == ".jpg" else (suffix,))
+        wanted.append(path.name if not changes[-1] or same_kind else path.stem + suffix)
+    taken: set[str] = set()
+    names: dict[int, str] = {}
+    order = sorted(range(len(readable)), key=lambda i: wanted[i] != readable[i][0].name)
+    for i in order:
+        path, name = readable[i][0], wanted[i]
+        if name in taken:
+            name = f"{path.parent.name}_{name}"
+        stem, suffix, k = Path(name).stem, Path(name).suffix, 2
+        while name in taken:
+            name, k = f"{stem}_{k}{suffix}", k + 1
+        taken.add(name)
+        names[i] = name
+    return [(path, info, names[i], changes[i]) for i, (path, info) in enumerate(readable)]

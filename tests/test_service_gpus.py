@@ -1,0 +1,64 @@
+"""Scheduling on a multi-GPU host, on the CPU: a local Ray told it has 2 GPUs (fake resources). Each job asks
+for one GPU, so at most two run at once, each with its own CUDA_VISIBLE_DEVICES, and the rest queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from splatforge.service.executor import RayExecutor
+    from splatforge.service.store import Store
+
+    work = Path(sys.argv[1]); db = f"sqlite:///{work / 'jobs.sqlite'}"
+    store = Store(db)
+    executor = RayExecutor(store, db_url=db, jobs_dir=work / "jobs", runner="service_runner:gpu_probe",
+                           num_cpus=4, num_gpus=2)
+    executor.start()
+    ids = [f"job{i:02d}" + "x" * 16 for i in range(5)]
+    for job_id in ids:
+        (work / "jobs" / job_id / "upload").mkdir(parents=True)
+        store.create(job_id, {}, {"kind": "images", "source": "upload"}, owner="test")
+        executor.submit(job_id, 0)
+    deadline = time.time() + 240
+    while time.time() < deadline and any(store.get(j).state != "succeeded" for j in ids):
+        time.sleep(0.2)
+    print(json.dumps({"use_gpu": executor.use_gpu, "states": [store.get(j).state for j in ids],
+                      "probes": [json.loads((work / "jobs" / j / "run" / "gpu_probe.json").read_text())
+                                 for j in ids if (work / "jobs" / j / "run" / "gpu_probe.json").exists()]}))
+    executor.stop()
+""")
+
+
+@pytest.mark.slow
+def test_each_job_gets_its_own_gpu_and_the_rest_queue(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent / "src"),
+                                                       os.environ.get("PYTHONPATH", "")]),
+           "SPLATFORGE_PROBE_S": "2.0", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=400, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["use_gpu"] is True and doc["states"] == ["succeeded"] * 5
+    probes = doc["probes"]
+    assert sorted(p["cuda_visible_devices"] for p in probes) in (["0", "0", "0", "1", "1"], ["0", "0", "1", "1", "1"])
+    # never two jobs on one GPU at once, never more than two at once
+    events = sorted([(p["start"], 1, p["cuda_visible_devices"]) for p in probes]
+                    + [(p["end"], -1, p["cuda_visible_devices"]) for p in probes])
+    running: dict[str, int] = {}
+    for _, delta, gpu in events:
+        running[gpu] = running.get(gpu, 0) + delta
+        assert running[gpu] <= 1, "two jobs shared a GPU"
+        assert sum(running.values()) <= 2
+    # the third job waited for a free GPU: it started only when one of the first two had finished
+    first_end = min(p["end"] for p in probes)
+    assert sorted(p["start"] for p in probes)[2] >= first_end - 0.05
