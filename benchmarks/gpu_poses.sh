@@ -21,39 +21,8 @@ SITE=/tmp/site_poses
 LIBS=/tmp/poses_libs
 exec > >(tee -a "$OUT/gpu_poses.log") 2>&1
 
-if [ -z "${GPU_POSES_SKIP_ENV:-}" ]; then  # set it to try the rest of this script on a CPU machine
-echo "== environment"
-rm -rf "$SITE" "$LIBS" && mkdir -p "$SITE" "$LIBS"
-tar -xJf "$W"/pycolmap_cuda12-*.tar.xz -C "$SITE" || { echo "!! could not unpack pycolmap-cuda12"; exit 1; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-  "$W"/nvidia_cuda_runtime_cu12-*.whl || { echo "!! could not install the CUDA 12 runtime wheel"; exit 1; }
-for deb in "$W"/*.deb; do dpkg -x "$deb" "$LIBS"; done
-CUDART_DIR=$(dirname "$(find "$SITE" -name 'libcudart.so.12*' | head -1)")
-CURAND=$(find /usr/local /usr/lib /opt -name 'libcurand.so.10*' 2>/dev/null | head -1)
-[ -n "$CURAND" ] || { echo "!! libcurand.so.10 not found on this host"; exit 1; }
-export LD_LIBRARY_PATH="$CUDART_DIR:$(dirname "$CURAND"):$LIBS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PYTHONPATH="$SITE:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
-echo "libcudart: $CUDART_DIR  libcurand: $CURAND"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 - <<'EOF' || { echo "!! pycolmap-cuda12 is not usable here: see above"; exit 1; }
-import numpy as np, pycolmap, tempfile, pathlib, cv2
-print("pycolmap", pycolmap.__version__, "has_cuda", pycolmap.has_cuda, pycolmap.COLMAP_build)
-assert pycolmap.has_cuda, "this pycolmap has no CUDA"
-# smoke test: SIFT on the GPU of one textured image, and GPU matching of it with itself, shifted
-d = pathlib.Path(tempfile.mkdtemp()); (d / "im").mkdir()
-rng = np.random.default_rng(0)
-img = cv2.resize(rng.integers(0, 255, (60, 80), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
-cv2.imwrite(str(d / "im" / "a.png"), img); cv2.imwrite(str(d / "im" / "b.png"), np.roll(img, 7, axis=1))
-opts = pycolmap.FeatureExtractionOptions(); opts.use_gpu = True
-pycolmap.extract_features(d / "db.db", d / "im", extraction_options=opts, device=pycolmap.Device.cuda)
-m = pycolmap.FeatureMatchingOptions(); m.use_gpu = True
-pycolmap.match_exhaustive(d / "db.db", matching_options=m, device=pycolmap.Device.cuda)
-db = pycolmap.Database.open(d / "db.db")
-print("GPU smoke test: keypoints", db.num_keypoints(), "matched pairs", db.num_matched_image_pairs(),
-      "verified", db.num_verified_image_pairs())
-assert db.num_keypoints() > 100
-EOF
+if [ -z "${GPU_POSES_SKIP_ENV:-}" ]; then
+. benchmarks/gpu_pycolmap_env.sh || exit 1
 fi
 
 captures=("$@")
@@ -63,8 +32,9 @@ fi
 echo "== captures: ${captures[*]}"
 for name in "${captures[@]}"; do
   echo "== $name on the GPU"
-  timeout 200 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" --compare-mappers \
+  timeout 200 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" ${COMPARE_MAPPERS---compare-mappers} \
     --json "$OUT/gpu_poses_$name.json" 2>&1 | grep -v '^[IW][0-9]\{8\} ' | tail -4
+  [ "${GPU_POSES_CPU:-1}" = 1 ] || continue
   echo "== $name on the CPU (16 cores, same code, use_gpu=false)"
   timeout 150 python3 benchmarks/poses_bench.py --data .gpu --captures "$name" --set use_gpu=false \
     --json "$OUT/cpu_poses_$name.json" 2>&1 | grep -v '^[IW][0-9]\{8\} ' | tail -2

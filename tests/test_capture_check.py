@@ -57,7 +57,7 @@ def test_room_no_overlap_will_fail(copy_capture, tmp_path):
     page = (tmp_path / "sheet" / "index.html").read_text()
     assert "will-fail" in page and 'class="apart"' in page
     # The gate stops the pipeline with the advice, unless forced.
-    with pytest.raises(CaptureRejected, match="predicts failure") as info:
+    with pytest.raises(CaptureRejected, match="predicts that this capture cannot be reconstructed") as info:
         gate(report)
     assert "--force" in info.value.advice
     gate(report, force=True)

@@ -236,7 +236,7 @@ def test_export_stage_without_node_writes_the_ply_and_says_what_it_skipped(tmp_p
     from splatforge.splat.stages import EXPORT
     from splatforge.stage import run_stage
 
-    monkeypatch.setattr(export, "find_node", lambda: None)
+    monkeypatch.setattr(export.splat_transform, "find_node", lambda: None)
     run = trained_run(tmp_path)
     summary = run_stage(EXPORT, run)
     assert set(summary["files"]) == {"ply"} and "Node.js" in summary["skipped"]["spz"]

@@ -21,7 +21,7 @@ from splatforge.errors import InputError
 from splatforge.rundir import RunDir
 from splatforge.splat.checkpoint import load_checkpoint, newest_checkpoint
 from splatforge.splat.export_options import ExportOptions
-from splatforge.splat.formats import FORMATS, format_named, sh_degree_of, write_splat
+from splatforge.splat.formats import FORMATS, format_named, sh_degree_of, splat_transform, write_splat
 
 # Kept importable from here: the PLY layout and its reader/writer (tests, the trainer's round trips).
 from splatforge.splat.formats.ply import (  # noqa: F401
@@ -31,7 +31,6 @@ from splatforge.splat.formats.ply import (  # noqa: F401
     vertices_to_params,
     write_ply,
 )
-from splatforge.splat.formats.splat_transform import find_node
 
 
 def load_newest(run: RunDir) -> tuple[Path, dict[str, torch.Tensor], int | None]:
@@ -63,9 +62,10 @@ def export_splat(run: RunDir | Path | str, options: ExportOptions | None = None)
     options = options or ExportOptions()
     checkpoint, params, step = load_newest(run)
     skipped = {}
-    if find_node() is None:  # the PLY always; a web format that needs Node is left out, said aloud
+    lacking = splat_transform.missing("the export stage")
+    if lacking is not None:  # the PLY always; a web format that needs Node is left out, said aloud
         for name in [n for n in options.formats if FORMATS[n].needs_node]:
-            skipped[name] = "needs Node.js and the viewer's npm assets (run ./setup.sh), not found here"
+            skipped[name] = f"{lacking.message}: {lacking.advice}"
             log.warning("export: %s skipped: %s", name, skipped[name])
     files = {name: _write_one(params, run.export_file(name), name, options.sh_degree)
              for name in options.formats if name not in skipped}

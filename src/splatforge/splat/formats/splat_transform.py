@@ -30,6 +30,15 @@ def find_node() -> str | None:
     return shutil.which("node")
 
 
+def missing(what: str = "this format") -> InputError | None:
+    """What is missing to run splat-transform (Node.js or the npm package), or None when it can run."""
+    try:
+        command(what)
+    except InputError as exc:
+        return exc
+    return None
+
+
 def command(what: str) -> list[str]:
     """`node .../cli.mjs`, or an InputError saying what is missing. `what` names the caller's need."""
     node = find_node()
