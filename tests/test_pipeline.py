@@ -48,13 +48,16 @@ def test_rerun_skips_finished_stages_and_from_redoes(demo_run):
     run, _, _ = demo_run
     before = read_json(run.manifest)["stages"]
     t0 = time.perf_counter()
-    demo = {"train.preset": "demo", "train.downscale": 4, "train.strategy.cap_max": 6000}
-    result = run_pipeline(None, run, RunOptions().with_changes(demo))
+    from splatforge.pipeline_cli import recorded_options
+
+    recorded = recorded_options(run.root)  # what `splatforge run RUN` continues with
+    assert recorded.train.preset == "demo" and recorded.poses.engine == "colmap"
+    result = run_pipeline(None, run, recorded)
     assert time.perf_counter() - t0 < 20
     assert all(v["status"].startswith("skipped") for v in result.stages.values()), result.stages
     assert read_json(run.manifest)["stages"]["train"]["end"] == before["train"]["end"]
     # --from export redoes export and report only.
-    result = run_pipeline(None, run, RunOptions().with_changes({**demo, "from_stage": "export"}))
+    result = run_pipeline(None, run, recorded.with_changes({"from_stage": "export"}))
     assert result.stages["train"]["status"].startswith("skipped")
     assert result.stages["export"]["status"] == "done" and result.stages["report"]["status"] == "done"
 
