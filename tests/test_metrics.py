@@ -34,7 +34,8 @@ def test_holdout_ssim_is_torchmetrics_ssim(size):
     render, photo = fixed_pair(*size)
     metric = StructuralSimilarityIndexMeasure(data_range=1.0)  # what gsplat's simple_trainer builds
     expected = float(metric(render.permute(0, 3, 1, 2), photo.permute(0, 3, 1, 2)))
-    assert float(holdout_ssim(render, photo)) == pytest.approx(expected, abs=1e-6)
+    # float32 rounding of a separable vs a 2D convolution: ~2e-6; SSIM is reported to 4 decimals
+    assert float(holdout_ssim(render, photo)) == pytest.approx(expected, abs=1e-5)
     assert 0.1 < expected < 0.9
 
 

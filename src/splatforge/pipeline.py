@@ -144,6 +144,10 @@ def run_pipeline(source: Path | None, run: RunDir, options: RunOptions | None = 
     """Run every selected stage that is not already done. `source` None continues an existing run."""
     options, events = options or RunOptions(), events or Events()
     chosen = options.selected()
+    if "train" in [s.name for s in chosen]:
+        from splatforge.splat.warmup import preload_training_imports
+
+        preload_training_imports()
     source = record_input(source, run.create(), options)
     run.update_manifest(input=str(source), options=options.to_dict())
     outcome: dict[str, dict[str, Any]] = {}

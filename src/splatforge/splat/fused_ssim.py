@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from splatforge.splat.losses import _gauss_1d, ssim_window
+from splatforge.splat.losses import gauss_window_1d, ssim_window
 
 C1, C2 = 0.01**2, 0.03**2
 # Tiles (rows, values of a row) of the row-wise kernels 1 and 4 and the column-wise 2 and 3 (more rows, so
@@ -151,7 +151,7 @@ def _ssim_hblur_t_grad(t_ptr, p_ptr, x_ptr, y_ptr, scale_ptr, dx_ptr, n_rows, ro
 def _params(window: int, sigma: float, device: str, dtype: torch.dtype) -> torch.Tensor:
     """[g_0 .. g_{window-1}, C1, C2]: the reference's Gaussian taps and the constants, in the images' dtype."""
     consts = torch.tensor([C1, C2], dtype=torch.float64).to(device=device, dtype=dtype)
-    return torch.cat([_gauss_1d(window, sigma, device, dtype), consts])
+    return torch.cat([gauss_window_1d(window, sigma, device, dtype), consts])
 
 
 def _check(a: torch.Tensor, b: torch.Tensor) -> None:

@@ -14,13 +14,13 @@ import torch.nn.functional as F  # noqa: N812
 
 
 @functools.lru_cache(maxsize=8)
-def _gauss_1d(size: int, sigma: float, device: str, dtype: torch.dtype) -> torch.Tensor:
+def gauss_window_1d(size: int, sigma: float, device: str, dtype: torch.dtype) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).to(device=device, dtype=dtype)
 
 
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def separable_blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur, 'valid' padding. x [B, C, H, W]."""
     c = x.shape[1]
     x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
@@ -75,9 +75,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     x = a.permute(0, 3, 1, 2)
     y = b.permute(0, 3, 1, 2)
     window = ssim_window(x.shape[-2], x.shape[-1], window)
-    g = _gauss_1d(window, sigma, str(x.device), x.dtype)
+    g = gauss_window_1d(window, sigma, str(x.device), x.dtype)
     n = x.shape[0]
-    moments = _blur(torch.cat([x, y, x * x, y * y, x * y]), g)
+    moments = separable_blur(torch.cat([x, y, x * x, y * y, x * y]), g)
     mx, my, sxx, syy, sxy = moments.split(n)
     mx2, my2, mxy = mx * mx, my * my, mx * my
     c1, c2 = 0.01**2, 0.03**2

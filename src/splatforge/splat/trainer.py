@@ -195,7 +195,9 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
     `TrainingInterrupted`). Recording the stage in run.json is the caller's (`run_stage`).
     """
     from splatforge.scene import read_scene
+    from splatforge.splat.warmup import preload_training_imports
 
+    preload_training_imports()  # the optimizers' import of torch._dynamo, while the images decode
     options = options or TrainOptions()
     events = events or Events()
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
