@@ -28,8 +28,8 @@ from splatforge.bench.sampler import Sampler, summarize
 from splatforge.errors import InputError
 from splatforge.rundir import RunDir, atomic_write_json, collect_versions, read_json
 
-POSE_FILES = ("frames", "frames.json", "ingest.json", "quality.json", "quality", "sparse", "images_undistorted",
-              "transforms.json", "poses.json")
+POSE_FILES = ("frames", "frames.json", "ingest.json", "quality.json", "quality", "sparse", "distorted", "images",
+              "images_undistorted", "transforms.json", "poses.json")
 
 
 @dataclass
@@ -94,7 +94,9 @@ def _cli(args: list[str]) -> list[str]:
 
 
 def _link_tree(src: Path, dst: Path) -> None:
-    if src.is_dir():
+    if src.is_symlink():  # the run folder's `images` -> images_undistorted: a link stays a relative link
+        dst.symlink_to(os.readlink(src))
+    elif src.is_dir():
         shutil.copytree(src, dst, copy_function=_link_or_copy, dirs_exist_ok=True)
     else:
         _link_or_copy(src, dst)
@@ -216,10 +218,12 @@ def run_bench(captures: list[str], bench_dir: Path, options: BenchOptions | None
             data["captures"][name] = {"source": str(source), "error": exc.message}
             log(f"[{name}] {exc.message}")
             continue
-        pose_info = read_json(poses.poses_json) or {}
-        data["captures"][name] = {"source": str(source), "registered": pose_info.get("registered"),
-                                  "total": pose_info.get("total"),
-                                  "poses_s": poses.read_manifest()["stages"].get("poses", {}).get("seconds")}
+        from splatforge.poses.summary import summarize_poses
+
+        reference = source.parent / "transforms.json" if source.name == "images" else source / "transforms.json"
+        data["captures"][name] = {"source": str(source),
+                                  "poses_s": poses.read_manifest()["stages"].get("poses", {}).get("seconds"),
+                                  **summarize_poses(poses.root, reference)}
         for preset in options.presets:
             for rep in range(options.repeat):
                 data["cells"].append(run_cell(name, source, poses, preset, rep, bench_dir, options, log))

@@ -2,8 +2,9 @@
 
     estimate_poses(run, PoseOptions(...)) -> PoseResult
 
-Writes (any engine): sparse/0 (COLMAP model of frames/), colmap/database.db, images_undistorted/
-(PINHOLE), transforms.json (training scene with `ply_file_path`) and poses.json (= PoseResult.to_dict()).
+Writes (any engine): distorted/sparse/0 (the model as estimated, of frames/), sparse/0 + images ->
+images_undistorted/ (the PINHOLE dataset other trainers read), colmap/database.db, transforms.json (the
+training scene with `ply_file_path`) and poses.json (= PoseResult.to_dict()).
 Engines: `auto` (default: the capture's own transforms.json / COLMAP model when it poses its photos, see
 `poses.existing`, else `colmap`), `colmap` (pycolmap SfM), `known` (given cameras, optional triangulation), `vggt`.
 """
