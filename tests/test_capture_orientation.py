@@ -71,13 +71,14 @@ def poses_of(source: Path, root: Path):
     ingest(source, run)
     # One thread: COLMAP is then deterministic, so equal frames give equal poses (with several threads the same
     # frames give poses ~0.05 apart and a 100-step demo training that differs by up to 0.6 dB).
-    result = estimate_poses(run, PoseOptions(num_threads=1))
+    result = estimate_poses(run, PoseOptions(engine="colmap", num_threads=1))  # not the capture's own poses
     return run, result, read_scene(run.transforms_json)
 
 
 def train_psnr(run: RunDir) -> float:
-    result = train(run, TrainOptions(preset="demo", steps=100, downscale=4, max_gaussians=2000, log_every=50,
-                                     checkpoint_every=10**6, show_progress=False, save_renders=False))
+    result = train(run, TrainOptions(preset="demo", overrides={"steps": 100, "strategy.cap_max": 2000}, downscale=4,
+                                     log_every=50, checkpoint_every=10**6, show_progress=False,
+                                     save_renders=False))
     return result.eval["psnr"]
 
 

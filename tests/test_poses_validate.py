@@ -142,6 +142,30 @@ def test_an_untrustworthy_model_falls_back_and_is_never_kept_over_a_checked_one(
     colmap_engine.refuse_untrustworthy(choice, len(names), options)  # the kept one is fine
 
 
+def test_a_doubtful_model_gets_a_second_opinion_and_the_better_explaining_one_is_kept(synthetic, monkeypatch,
+                                                                                       tmp_path):
+    rec, db, names = synthetic
+    first, second = pycolmap.Reconstruction(rec), pycolmap.Reconstruction(rec)
+    monkeypatch.setattr(colmap_engine, "_map", lambda kind, *a, **k: {0: first if kind == "global" else second})
+    agreement = {id(first): 0.91, id(second): 1.0}  # 91 %: passes (>= 90 %) but leaves pairs unexplained
+
+    def check(model, total, *a, **k):
+        return validate.ModelCheck(model.num_reg_images(), total, 0.1, pair_agreement=agreement[id(model)])
+
+    monkeypatch.setattr(validate, "check_model", check)
+    evidence = colmap_engine.read_evidence(db, names, PoseOptions().min_num_inliers)
+    evidence.low_parallax_share = 1.0  # global first
+    choice = colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
+    assert [a["mapper"] for a in choice.attempts] == ["global", "incremental"]
+    assert choice.mapper == "incremental" and choice.best is second
+    agreement[id(second)] = 0.85  # the second opinion is worse: the doubtful (but passing) model stays
+    choice = colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
+    assert choice.mapper == "global" and choice.best is first
+    agreement[id(first)] = 0.99  # confident: no second mapper runs
+    choice = colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
+    assert [a["mapper"] for a in choice.attempts] == ["global"]
+
+
 def test_when_every_model_is_wrong_the_stage_refuses_with_advice(synthetic, monkeypatch, tmp_path):
     rec, db, names = synthetic
     _turn_every_other_camera(rec, 25.0)

@@ -267,6 +267,13 @@ def test_paths_outside_the_job_are_unreachable(service):
     wait_state(service, job["id"])
 
 
+def test_the_viewer_page_is_served_but_no_job_data_through_it(service):
+    page = service.get("/viewer/index.html")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "<" in page.text
+    for name in ("scene.ply", "cameras.json", "..%2F..%2Fjobs.sqlite", "nothing.js"):
+        assert service.get(f"/viewer/{name}").status_code == 404, name
+
+
 # --- jobs ------------------------------------------------------------------------------------------
 def test_jobs_queued_at_once_all_finish_and_cancel_keeps_files(service):
     quick = [submit(service, files=image_files(3 + i, start=10 * i), preset="fast", steps=10) for i in range(4)]

@@ -83,8 +83,14 @@ def test_kill_9_at_random_points_loses_at_most_one_interval(scene, tmp_path):
 
     # The next run says what happened, resumes from the newest checkpoint and stops cleanly on SIGTERM.
     newest = list_checkpoints(run / "checkpoints")[-1][0]
+    killed_file = (run / "metrics.jsonl").stat().st_ino  # holds the killed run's lines past the checkpoint
     proc = subprocess.Popen(_train_cmd(scene, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _metrics(run) and _metrics(run)[-1]["step"] > newest + 5, 240, "resumed training")
+
+    def resumed_and_training() -> bool:  # the resumed run rewrites the file (a new inode), then appends to it
+        rows = _metrics(run) if (run / "metrics.jsonl").stat().st_ino != killed_file else []
+        return bool(rows) and rows[-1]["step"] > newest + 5
+
+    _wait_for(resumed_and_training, 240, "resumed training")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]

@@ -482,14 +482,21 @@ def map_with_fallback(database: Path, image_dir: Path, names: list[str], options
             attempt["disagreement_deg"] = validate.rotation_disagreement_deg(largest, tried[-1][1])
         attempts.append(attempt)
         tried.append((kind, largest, models, check))
-        if largest is not None and got >= need and (check.ok or not options.validate):
+        if largest is not None and got >= need and (not options.validate or (check.ok and not check.doubtful)):
             break
         log.info("%s mapping registered %d of %d images%s; trying the next mapper", kind, got, len(names),
-                 "" if check.ok else f" ({'; '.join(check.problems)})")
+                 f" ({'; '.join(check.problems)})" if not check.ok else
+                 f" but explains only {100 * check.pair_agreement:.0f} % of the matched pairs" if check.doubtful
+                 else "")
     usable = [t for t in tried if t[1] is not None]
     if not usable:
         return MappingChoice(None, None, {}, attempts, None)
-    kind, best, models, check = max(usable, key=lambda t: (t[3].ok or not options.validate, t[1].num_reg_images()))
+
+    def preference(t):  # trustworthy, then enough photos placed, then the matches best explained, then size
+        registered, agreement = t[1].num_reg_images(), t[3].pair_agreement
+        return (t[3].ok or not options.validate, registered >= need, agreement or 0.0, registered)
+
+    kind, best, models, check = max(usable, key=preference)
     return MappingChoice(best, kind, models, attempts, check)
 
 

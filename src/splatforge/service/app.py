@@ -615,7 +615,7 @@ def _viewer_file(url_path: str) -> Path | None:
         return None
     if url_path in ("scene.ply", "cameras.json"):
         return None
-    found = ViewerSite(ply=Path("/nonexistent.ply"), cameras={}).resolve("/" + url_path)
+    found = ViewerSite(splat=Path("/nonexistent.ply"), cameras={}).resolve("/" + url_path)
     return found if isinstance(found, Path) else None
 
 
