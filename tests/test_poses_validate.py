@@ -107,8 +107,24 @@ def test_the_mapper_is_chosen_from_the_matches(synthetic):
     evidence = colmap_engine.read_evidence(db, names, options.min_num_inliers)
     assert evidence.low_parallax_share == pytest.approx(50 / 66)
     order, why = colmap_engine.order_of_mappers(options, evidence)
-    assert order == ["global", "incremental"] and "starting pair" in why
-    assert colmap_engine.order_of_mappers(PoseOptions(mapper="incremental"), evidence)[0] == ["incremental"]
+    assert order == ["incremental", "global"] and "a pair 4 degrees apart" in why
+    assert colmap_engine.order_of_mappers(PoseOptions(mapper="global"), evidence)[0] == ["global"]
+
+
+def test_low_parallax_gives_the_incremental_mapper_a_narrow_starting_pair(synthetic, monkeypatch, tmp_path):
+    rec, db, names = synthetic
+    seen = []
+
+    def fake_map(kind, *args):
+        seen.append((kind, args[-1]))  # the last argument: low_parallax
+        return {0: pycolmap.Reconstruction(rec)}
+
+    monkeypatch.setattr(colmap_engine, "_map", fake_map)
+    evidence = colmap_engine.read_evidence(db, names, PoseOptions().min_num_inliers)
+    colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
+    evidence.low_parallax_share = 0.75
+    colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
+    assert seen == [("incremental", False), ("incremental", True)]
 
 
 def test_real_mapping_on_synthetic_matches_keeps_a_checked_model(synthetic, tmp_path):
@@ -146,7 +162,7 @@ def test_a_doubtful_model_gets_a_second_opinion_and_the_better_explaining_one_is
                                                                                        tmp_path):
     rec, db, names = synthetic
     first, second = pycolmap.Reconstruction(rec), pycolmap.Reconstruction(rec)
-    monkeypatch.setattr(colmap_engine, "_map", lambda kind, *a, **k: {0: first if kind == "global" else second})
+    monkeypatch.setattr(colmap_engine, "_map", lambda kind, *a, **k: {0: first if kind == "incremental" else second})
     agreement = {id(first): 0.91, id(second): 1.0}  # 91 %: passes (>= 90 %) but leaves pairs unexplained
 
     def check(model, total, *a, **k):
@@ -154,16 +170,15 @@ def test_a_doubtful_model_gets_a_second_opinion_and_the_better_explaining_one_is
 
     monkeypatch.setattr(validate, "check_model", check)
     evidence = colmap_engine.read_evidence(db, names, PoseOptions().min_num_inliers)
-    evidence.low_parallax_share = 1.0  # global first
     choice = colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
-    assert [a["mapper"] for a in choice.attempts] == ["global", "incremental"]
-    assert choice.mapper == "incremental" and choice.best is second
+    assert [a["mapper"] for a in choice.attempts] == ["incremental", "global"]
+    assert choice.mapper == "global" and choice.best is second
     agreement[id(second)] = 0.85  # the second opinion is worse: the doubtful (but passing) model stays
     choice = colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
-    assert choice.mapper == "global" and choice.best is first
+    assert choice.mapper == "incremental" and choice.best is first
     agreement[id(first)] = 0.99  # confident: no second mapper runs
     choice = colmap_engine.map_with_fallback(db, tmp_path, names, PoseOptions(), tmp_path, False, evidence)
-    assert [a["mapper"] for a in choice.attempts] == ["global"]
+    assert [a["mapper"] for a in choice.attempts] == ["incremental"]
 
 
 def test_when_every_model_is_wrong_the_stage_refuses_with_advice(synthetic, monkeypatch, tmp_path):

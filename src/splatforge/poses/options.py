@@ -39,14 +39,18 @@ class PoseOptions:
     max_ratio: float = 0.8  # Lowe's ratio test
     min_num_inliers: int = 15  # verified matches for an image pair to count
     # --- mapping ---
-    # auto: chosen from the verified matches (poses/colmap_engine.py `order_of_mappers`): global first when most
-    # pairs show little parallax (forward-facing captures), else incremental first; the other one as fallback.
+    # auto: incremental first (with a narrower starting pair when most verified pairs show little parallax),
+    # global as the fallback (poses/colmap_engine.py `order_of_mappers` says why).
     mapper: str = "auto"  # auto | incremental | global
     fallback_min_registered: float = 0.8  # run the other mapper when fewer than this fraction registered
     low_parallax_share: float = 0.5  # share of homography-explained pairs above which a capture is "low parallax"
     low_parallax_init_tri_angle: float = 4.0  # incremental mapper's starting-pair angle on such captures (COLMAP 16)
     global_min_inliers: int = 100  # pairs with fewer inliers (capped at the median) are left out of global mapping
-    global_calibrate: bool = True  # focal lengths from the matches (view-graph calibration) before global mapping
+    # Focal lengths from the matches (COLMAP's view-graph calibration) before global mapping. Off: it found
+    # fox's focal (1381 px for 1376) but put the synthetic captures' at 179-180 px for 277 (the 16-view one
+    # then 173 degrees off, the demo 17 s and no model) and the forward-facing one's at 140; without it the
+    # global mapper was right on all four (docs/benchmarks-poses.md).
+    global_calibrate: bool = False
     validate: bool = True  # check each model against the matches before trusting it (poses/validate.py)
     min_model_size: int = 3
     # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
