@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -26,7 +25,6 @@ import pytest
 from service_runner import CHECKPOINT_EVERY
 from service_support import (
     RUNNER,
-    TESTS_DIR,
     ThreadServer,
     ensure_ray,
     free_port,
@@ -34,6 +32,7 @@ from service_support import (
     image_files,
     jpeg_bytes,
     png_bytes,
+    serve_subprocess,
     wait_for,
 )
 from splatforge.service.app import create_app
@@ -405,22 +404,8 @@ def test_serve_command_refuses_an_open_server_without_token(tmp_path):
 
 # --- a server killed mid-job ------------------------------------------------------------------------
 def _start_server(workspace: Path, db_url: str, port: int, ray_address: str) -> subprocess.Popen:
-    env = dict(os.environ, SPLATFORGE_SERVE_RUNNER=RUNNER, SPLATFORGE_TOKEN=TOKEN, SPLATFORGE_FAKE_STEP_S="0.1",
-               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "splatforge", "serve", "--port", str(port), "--workspace",
-                             str(workspace), "--db", db_url, "--ray-address", ray_address], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(workspace / f"server-{port}.log", "ab"))
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {(workspace / f'server-{port}.log').read_text()[-2000:]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 90, interval=0.3, what="the server subprocess to answer")
-    return proc
+    return serve_subprocess(workspace, port, TOKEN, ray_address=ray_address, step_s=0.1, startup_s=90,
+                            extra_args=("--db", db_url))
 
 
 def test_server_killed_mid_job_finishes_the_job_after_restart(tmp_path):
