@@ -123,14 +123,15 @@ def _check_preset(value: str | None) -> str | None:
     return value
 
 
-def stage_changes(*, preset=None, steps=None, force=None, gpu=None, backend=None, engine=None, cameras=None,
+def stage_changes(*, preset=None, steps=None, force=None, gpu=None, gpus=None, backend=None, engine=None, cameras=None,
                   frames=None, downscale=None, max_gaussians=None, checkpoint_every=None,
                   checkpoint_every_s=None, from_stage=None, until_stage=None, assignments=None) -> dict[str, Any]:
     """The command line's named options as `RunOptions` changes (only those given), then `--set` ones."""
     from splatforge.options import parse_assignments
 
     named = {"train.preset": preset, "train.steps": steps, "check.force": force,
-             "train.device": f"cuda:{gpu}" if gpu is not None else None, "train.backend": backend,
+             "train.device": f"cuda:{gpu}" if gpu is not None else None, "train.gpus": gpus,
+             "train.backend": backend,
              "poses.engine": engine, "poses.cameras": cameras, "frames.count": frames,
              "train.downscale": downscale, "train.strategy.cap_max": max_gaussians,
              "train.checkpoint_every": checkpoint_every, "train.checkpoint_every_s": checkpoint_every_s,
@@ -157,6 +158,8 @@ def run_command(
     until_stage: str = typer.Option(None, "--until", help="Stop after this stage (e.g. poses)."),
     force: bool = typer.Option(None, "--force", help="Continue even when the capture check says will-fail."),
     gpu: int = typer.Option(None, help="GPU index among visible ones (default: the one with most free memory)."),
+    gpus: str = typer.Option(None, "--gpus", help="Train on several GPUs, e.g. 0,1,2,3 or all (pays on large "
+                             "captures; see docs/benchmarks.md)."),
     backend: str = typer.Option(None, help="Rasterizer: auto | gsplat | reference."),
     engine: str = typer.Option(None, help="Pose engine: auto (the capture's own transforms.json or sparse/0 when "
                                "it has them, else colmap; the default) | colmap | known | vggt."),
@@ -173,7 +176,7 @@ def run_command(
     from splatforge.cli import fail
     from splatforge.errors import SplatforgeError
 
-    changes = stage_changes(preset=preset, steps=steps, force=force, gpu=gpu, backend=backend, engine=engine,
+    changes = stage_changes(preset=preset, steps=steps, force=force, gpu=gpu, gpus=gpus, backend=backend, engine=engine,
                             cameras=cameras, frames=frames, downscale=downscale, max_gaussians=max_gaussians,
                             checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s,
                             from_stage=from_stage, until_stage=until_stage, assignments=assignments)

@@ -42,6 +42,8 @@ def train_command(
     resume: bool | None = typer.Option(None, "--resume/--no-resume", help="Continue from the newest checkpoint (default)."),
     backend: str | None = typer.Option(None, "--backend", help="auto | gsplat | reference"),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1 (default: auto)."),
+    gpus: str | None = typer.Option(None, "--gpus", help="Several GPUs for one scene, e.g. 0,1,2,3 or all: one "
+                                    "process per GPU, one view per GPU per step, steps / GPU count."),
     downscale: float | None = typer.Option(None, "--downscale", help="Divide image sizes by this."),
     test_every: int | None = typer.Option(None, "--test-every", help="Hold out every n-th image (0: none; default 8)."),
     max_gaussians: int | None = typer.Option(None, "--max-gaussians", help="Cap on the number of Gaussians."),
@@ -69,7 +71,7 @@ def train_command(
     from splatforge.splat.stages import TRAIN
     from splatforge.stage import run_stage
 
-    named = {"preset": preset, "steps": steps, "resume": resume, "backend": backend, "device": device,
+    named = {"preset": preset, "steps": steps, "resume": resume, "backend": backend, "device": device, "gpus": gpus,
              "downscale": downscale, "test_every": test_every, "strategy": strategy, "sh_degree": sh_degree,
              "strategy.cap_max": max_gaussians, "seed": seed, "checkpoint_every": checkpoint_every,
              "checkpoint_every_s": checkpoint_every_s, "show_progress": not as_json}

@@ -14,6 +14,7 @@ degree at the same fractions of the run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal
 
@@ -175,6 +176,10 @@ class TrainOptions:
     test_every: int = 8  # every n-th image is held out for evaluation; 0 = none
     seed: int = 0
     backend: Literal["auto", "gsplat", "reference"] = "auto"  # auto: gsplat on CUDA, reference elsewhere
+    # Several GPUs for one scene, e.g. "0,1,2,3" or "all": the Gaussians are sharded over one process per
+    # GPU and each step renders one view per GPU, so the schedule is shortened by the GPU count
+    # (splat/distributed.py). "" trains on `device`.
+    gpus: str = ""
     device: str = runtime("auto")  # auto (the GPU with the most free memory, else cpu) | cpu | cuda | cuda:N
     resume: bool = runtime(True)  # continue from the newest checkpoint when there is one
     checkpoint_every: int = runtime(1000)  # a checkpoint every this many steps ...
@@ -194,6 +199,8 @@ class TrainOptions:
             raise ValueError(f"unknown preset {self.preset!r}: use one of {', '.join(PRESETS)}")
         if self.downscale <= 0:
             raise ValueError(f"downscale must be positive, not {self.downscale}")
+        if not re.fullmatch(r"(all|cpu(,cpu)*|\d+(,\d+)*)?", self.gpus.replace(" ", "")):
+            raise ValueError(f"gpus takes GPU indices like 0,1,2 or 'all', not {self.gpus!r}")
         if self.checkpoint_every < 1 or self.checkpoint_every_s <= 0:
             raise ValueError("checkpoint intervals must be positive")
         self.config()

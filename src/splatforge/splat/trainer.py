@@ -39,6 +39,16 @@ from splatforge.splat import checkpoint as ckpt
 from splatforge.splat.config import TrainConfig, TrainOptions
 from splatforge.splat.data import DataOptions, TrainData, Views, load_data
 from splatforge.splat.device import memory_snapshot, resolve_device
+from splatforge.splat.distributed import (
+    PER_GAUSSIAN_STRATEGY_STATE,
+    World,
+    even_shards,
+    gather_state,
+    parse_gpus,
+    shard_bounds,
+    shard_optimizer_state,
+    take_rows,
+)
 from splatforge.splat.gaussians import InitOptions, empty_like_state, init_gaussians, sh_degree_at
 from splatforge.splat.losses import photometric_loss, psnr
 from splatforge.splat.metrics import holdout_psnr, holdout_ssim, make_lpips
@@ -82,16 +92,16 @@ class TrainResult:
 
 # --- pieces -------------------------------------------------------------------------------------------
 
-def make_optimizers(params: torch.nn.ParameterDict, config: TrainConfig,
-                    scene_scale: float) -> dict[str, torch.optim.Optimizer]:
+def make_optimizers(params: torch.nn.ParameterDict, config: TrainConfig, scene_scale: float,
+                    world_size: int = 1) -> dict[str, torch.optim.Optimizer]:
     """One Adam per parameter (what gsplat's strategies expect); batch-size scaling as gsplat's simple_trainer.
 
     Plain Adam rather than gsplat's SelectiveAdam: with the images at 1080p nearly every Gaussian is visible
     in every view, so skipping invisible ones saves little, and plain Adam runs on the CPU backend too. On
     CUDA the fused implementation: one kernel per parameter instead of a dozen (the step is launch-bound
-    on small images).
+    on small images). On several GPUs the batch is every process's views.
     """
-    bs = config.batch_size
+    bs = config.batch_size * world_size
     out = {}
     for name, p in params.items():
         lr = getattr(config, LR_KEYS[name]) * (scene_scale if name == "means" else 1.0) * math.sqrt(bs)
@@ -101,10 +111,11 @@ def make_optimizers(params: torch.nn.ParameterDict, config: TrainConfig,
     return out
 
 
-def means_lr(config: TrainConfig, scene_scale: float, step: int) -> float:
+def means_lr(config: TrainConfig, scene_scale: float, step: int, world_size: int = 1) -> float:
     """Exponential decay of the means' learning rate to `lr_means_final_factor` over the run."""
     t = min(step / max(config.steps, 1), 1.0)
-    return config.lr_means * scene_scale * math.sqrt(config.batch_size) * config.lr_means_final_factor ** t
+    bs = config.batch_size * world_size
+    return config.lr_means * scene_scale * math.sqrt(bs) * config.lr_means_final_factor ** t
 
 
 class BatchSampler:
@@ -112,18 +123,22 @@ class BatchSampler:
 
     Step s takes the next `counts[s]` indices of one stream of epochs (a coarse phase may take several
     views per step). The stream is a pure function of (n, counts, seed), so a resumed run needs no sampler
-    state, and it is moved to the device once: picking a batch never waits for the GPU.
+    state, and it is moved to the device once: picking a batch never waits for the GPU. With W processes
+    every one draws the same stream and takes its own W-th of each step's views.
     """
 
-    def __init__(self, n: int, counts: list[int], seed: int, device: torch.device):
+    def __init__(self, n: int, counts: list[int], seed: int, device: torch.device, world: World = World()):
         generator = torch.Generator().manual_seed(seed)
-        counts = [min(c, n) for c in counts]
+        self.rank, self.size = world.rank, world.size
+        counts = [min(c, n // world.size) * world.size for c in counts]
         self.offsets = [0, *itertools.accumulate(counts)]
         epochs = -(-self.offsets[-1] // n)
         self.stream = torch.cat([torch.randperm(n, generator=generator) for _ in range(epochs)]).to(device)
 
     def at(self, step: int) -> torch.Tensor:
-        return self.stream[self.offsets[step]: self.offsets[step + 1]]
+        start, end = self.offsets[step], self.offsets[step + 1]
+        per_rank = (end - start) // self.size
+        return self.stream[start + self.rank * per_rank: start + (self.rank + 1) * per_rank]
 
 
 @torch.no_grad()
@@ -177,14 +192,30 @@ def scene_fingerprint(run: RunDir, options: TrainOptions) -> str:
     return digest.hexdigest()[:16]
 
 
-def _resumable(saved: dict[str, Any] | None, config: TrainConfig, scene: str, path: Path | None) -> bool:
+def _resumable(saved: dict[str, Any] | None, config: TrainConfig, scene: str, path: Path | None,
+               world_size: int = 1) -> bool:
     if saved is None:
         return False
-    if saved.get("config") == to_dict(config) and saved.get("scene") == scene:
+    saved_world = int(saved.get("world_size", 1))
+    if saved.get("config") == to_dict(config) and saved.get("scene") == scene and saved_world == world_size:
         return True
-    what = "recipe" if saved.get("config") != to_dict(config) else "scene or image settings"
+    what = ("recipe" if saved.get("config") != to_dict(config) else "scene or image settings"
+            if saved.get("scene") != scene else f"number of GPUs ({saved_world})")
     log.warning("the checkpoint %s was made with another %s: training starts over", path.name if path else "", what)
     return False
+
+
+def recipe_for_world(config: TrainConfig, world_size: int) -> TrainConfig:
+    """The recipe one of `world_size` processes runs: each step sees `world_size` times the views, so the
+    schedule is shortened to steps / world_size (the same views seen in all; gsplat's `steps_scaler`), and
+    the Gaussian cap is shared among the shards."""
+    if world_size == 1:
+        return config
+    config = config.scaled_to(max(1, round(config.steps / world_size)))
+    if config.strategy.cap_max is not None:
+        config = replace(config, strategy=replace(config.strategy,
+                                                  cap_max=max(1, config.strategy.cap_max // world_size)))
+    return config
 
 
 def train(run: RunDir | Path | str, options: TrainOptions | None = None, events: Events | None = None) -> TrainResult:
@@ -192,32 +223,56 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
 
     `events` receives a `Progress` with `TrainMetrics` at each logging step (every `log_every` steps or
     `log_every_s` seconds); setting `events.cancel` stops cleanly at the next step (checkpoint, then
-    `TrainingInterrupted`). Recording the stage in run.json is the caller's (`run_stage`).
+    `TrainingInterrupted`). Recording the stage in run.json is the caller's (`run_stage`). With
+    `options.gpus` naming several GPUs, one process per GPU trains the scene (`splat/distributed.py`).
     """
-    from splatforge.scene import read_scene
-    from splatforge.splat.warmup import preload_training_imports
-
-    preload_training_imports()  # the optimizers' import of torch._dynamo, while the images decode
     options = options or TrainOptions()
     events = events or Events()
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     if not run.transforms_json.exists():
         raise InputError(f"{run.transforms_json} does not exist",
                          "run the pose stage first, or give a transforms.json / COLMAP folder to `splatforge train`")
-    config = options.config()
-    device = resolve_device(options.device)
-    backend = resolve_backend(options.backend, device)
-    strategy, absgrad = build_strategy(config.strategy, config.steps, absgrad_available=backend == "gsplat")
-    if getattr(config.strategy, "absgrad", False) and not absgrad:
-        log.info("absgrad needs the gsplat backend: densifying on plain gradients")
+    devices = parse_gpus(options.gpus)
+    if len(devices) > 1:
+        from splatforge.splat.distributed import train_on_devices
 
-    torch.manual_seed(options.seed)
-    init_gen = torch.Generator().manual_seed(options.seed)
+        return train_on_devices(run.root, options, events, devices)
+    device = resolve_device(devices[0] if devices else options.device)
+    return train_process(run, options, events, World(device=device), device)
+
+
+def train_process(run: RunDir | Path | str, options: TrainOptions, events: Events, world: World,
+                  device: torch.device) -> TrainResult | None:
+    """The training loop of one process: the whole run, or rank `world.rank` of several (which trains its
+    shard of the Gaussians on its share of the views; rank 0 alone writes and returns the result)."""
+    from splatforge.scene import read_scene
+    from splatforge.splat.warmup import preload_training_imports
+
+    preload_training_imports()  # the optimizers' import of torch._dynamo, while the images decode
+    run = run if isinstance(run, RunDir) else RunDir(Path(run))
+    config = recipe_for_world(options.config(), world.size)
+    backend = resolve_backend(options.backend, device)
+    strategy, absgrad = build_strategy(config.strategy, config.steps,
+                                       absgrad_available=backend == "gsplat" and not world.distributed)
+    if getattr(config.strategy, "absgrad", False) and not absgrad and world.main:
+        log.info("absgrad needs the gsplat backend on one GPU: densifying on plain gradients")
+
+    torch.manual_seed(options.seed + world.rank)
+    init_gen = torch.Generator().manual_seed(options.seed)  # the same initial Gaussians on every rank
     marks = {"start": time.perf_counter()}  # where the stage's time goes, outside the loop too
     data = load_data(read_scene(run.transforms_json), DataOptions(test_every=options.test_every,
                                                                   downscale=options.downscale), device)
     scene_scale = 1.1 * data.scene_radius
     train_views, eval_views = data.train, data.test
+    if world.distributed:
+        if not train_views.same_size:
+            raise InputError("the images differ in size, which training on several GPUs does not support",
+                             "train on one GPU (leave out --gpus), or resize the images to one size")
+        if len(train_views) < world.size:
+            raise InputError(f"{len(train_views)} training views for {world.size} GPUs", "use fewer GPUs")
+        if world.main:
+            log.info("%d processes: %d views per step, %d steps (the schedule shortened %dx)", world.size,
+                     config.batch_size * world.size, config.steps, world.size)
     if not train_views.same_size and any(config.phase_at(s)[1] > 1 for s in (0, config.steps - 1)):
         log.info("the images differ in size: one camera per step")
         config = replace(config, batch_size=1, resolution_schedule=tuple(p[:2] for p in config.resolution_schedule))
@@ -227,50 +282,80 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
     # --- state: fresh or from the newest checkpoint ---------------------------------------------------
     newest = ckpt.newest_checkpoint(run.checkpoints) if options.resume else None
     saved = ckpt.load_checkpoint(newest) if newest is not None else None
-    if not _resumable(saved, config, scene, newest):
+    if not _resumable(saved, config, scene, newest, world.size):
         saved = None
     if saved is not None:
-        params = empty_like_state({k: tuple(v.shape) for k, v in saved["params"].items()}, device)
+        shards = saved.get("shards") or [len(saved["params"]["means"])]
+        start, end = shard_bounds(shards, world.rank)
+        params = empty_like_state({k: (end - start, *v.shape[1:]) for k, v in saved["params"].items()}, device)
         with torch.no_grad():
             for k, v in saved["params"].items():
-                params[k].copy_(v.to(device))
+                params[k].copy_(v[start:end].to(device))
     else:
         params = init_gaussians(data.points, data.colors, data.scene_center, data.scene_radius,
                                 InitOptions(sh_degree=config.sh_degree, init_opacity=config.init_opacity,
                                             init_scale=config.init_scale, random_points=config.random_points,
-                                            max_points=config.strategy.cap_max), init_gen, device)
-        ckpt.clear_checkpoints(run.checkpoints)
+                                            max_points=options.config().strategy.cap_max), init_gen, device)
+        if world.distributed:
+            start, end = shard_bounds(even_shards(len(params["means"]), world.size), world.rank)
+            params = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach()[start:end].clone())
+                                             for k, v in params.items()})
+        world.barrier()  # every rank has read the old checkpoints before rank 0 clears them
+        if world.main:
+            ckpt.clear_checkpoints(run.checkpoints)
     marks["gaussians"] = time.perf_counter()
-    optimizers = make_optimizers(params, config, scene_scale)
+    optimizers = make_optimizers(params, config, scene_scale, world.size)
     sstate = initial_state(strategy, scene_scale)
     strategy.check_sanity(params, optimizers)
     sampler = BatchSampler(len(train_views), [config.phase_at(s)[1] for s in range(config.steps)], options.seed,
-                           train_views.index_device)
+                           train_views.index_device, world)
     start_step, elapsed_before, initial_eval = 0, 0.0, None
     if saved is not None:
         for k, opt in optimizers.items():
-            opt.load_state_dict(saved["optimizers"][k])
-        load_strategy_state(sstate, saved["strategy"], device)
-        torch.set_rng_state(saved["rng"]["torch"])
-        if device.type == "cuda" and saved["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
+            opt.load_state_dict(shard_optimizer_state(saved["optimizers"][k], start, end))
+        load_strategy_state(sstate, take_rows(saved["strategy"], start, end, PER_GAUSSIAN_STRATEGY_STATE), device)
+        if not world.distributed:  # several ranks' random streams are not kept: a resume is not bit-exact there
+            torch.set_rng_state(saved["rng"]["torch"])
+            if device.type == "cuda" and saved["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
         start_step, elapsed_before = int(saved["step"]), float(saved.get("elapsed_s", 0.0))
         initial_eval = saved.get("initial_eval")
-        log.info("resuming from %s (step %d)", newest.name, start_step)
+        if world.main:
+            log.info("resuming from %s (step %d)", newest.name, start_step)
 
-    lpips_fn, lpips_note = make_lpips(device)
-    _prepare_metrics(run.metrics_jsonl, start_step)
+    lpips_fn, lpips_note = make_lpips(device) if world.main else (None, None)
+    if world.main:
+        _prepare_metrics(run.metrics_jsonl, start_step)
     marks["optimizer_metrics"] = time.perf_counter()
+
+    def evaluate_all(sh_degree: int, lpips=None, render_dir: Path | None = None) -> dict | None:
+        """Held-out metrics of the whole model, on rank 0 (every rank takes part in gathering it)."""
+        whole = params
+        if world.distributed:
+            state = gather_state(params, {}, {}, world)
+            whole = {k: v.to(device) for k, v in state["params"].items()} if state else None
+        result = None
+        if world.main:
+            result = evaluate(whole, eval_views if eval_views is not None else train_views, sh_degree, backend,
+                              device, config.rasterize_mode, lpips, render_dir)
+        world.barrier()
+        return result
+
     if saved is None and eval_views is not None:
-        initial_eval = evaluate(params, eval_views, 0, backend, device, config.rasterize_mode)
+        initial_eval = evaluate_all(0)
     marks["initial_eval"] = time.perf_counter()
 
-    def checkpoint(step: int) -> Path:
+    def checkpoint(step: int) -> Path | None:
+        whole = gather_state(params, optimizers, sstate, world) if world.distributed else None
+        if not world.main:
+            return None
+        if whole is None:
+            whole = {"params": {k: v.detach().cpu() for k, v in params.items()},
+                     "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                     "strategy": strategy_state_dict(sstate), "shards": [len(params["means"])]}
         payload = {"step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0, "backend": backend,
-                   "config": to_dict(config), "scene": scene, "preset": options.preset,
-                   "params": {k: v.detach().cpu() for k, v in params.items()},
-                   "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                   "strategy": strategy_state_dict(sstate),
+                   "config": to_dict(config), "scene": scene, "preset": options.preset, **whole,
+                   "world_size": world.size,
                    "rng": {"torch": torch.get_rng_state(),
                            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                    "initial_eval": initial_eval, "scene_scale": scene_scale}
@@ -283,14 +368,15 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
     last_log_t, last_log_step, last_ckpt_t = t0, start_step, t0
     step = start_step
     last_ckpt: Path | None = newest if saved is not None else None
-    bar = _progress_bar(options.show_progress and start_step < total)
+    bar = _progress_bar(options.show_progress and start_step < total and world.main)
     task = bar.add_task("train", total=total, completed=start_step, stats=train_stats(None), mem="")
     try:
         with bar:
             for step in range(start_step, total):
                 try:
                     loss, last_images = _train_step(step, params, optimizers, strategy, sstate, sampler,
-                                                    train_views, config, backend, device, absgrad, scene_scale)
+                                                    train_views, config, backend, device, absgrad, scene_scale,
+                                                    world)
                 except (torch.OutOfMemoryError, RuntimeError) as exc:
                     if not isinstance(exc, torch.OutOfMemoryError) and "out of memory" not in str(exc):
                         raise
@@ -300,31 +386,38 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
                     raise oom_error(step, n, data, config, last_ckpt is not None) from None
                 done = step + 1
                 now = time.perf_counter()
-                if (done % options.log_every == 0 or done == total or events.cancelled
-                        or now - last_log_t >= options.log_every_s):
+                want_log = want_ckpt = stop = False
+                if world.decides_at(done, total):  # on several GPUs the ranks agree, at fixed steps
+                    want_log, want_ckpt, stop = world.agree(
+                        done % options.log_every == 0 or done == total or now - last_log_t >= options.log_every_s,
+                        done != total and (done % options.checkpoint_every == 0
+                                           or now - last_ckpt_t >= options.checkpoint_every_s),
+                        events.cancelled)
+                if want_log or stop:
+                    n_gaussians = world.sum(len(params["means"]))
                     sps = (done - last_log_step) / max(now - last_log_t, 1e-9)
-                    metrics = TrainMetrics(
-                        step=done, total=total, loss=float(loss),
-                        psnr=float(psnr(*[t.detach().clamp(0, 1) for t in last_images])),
-                        num_gaussians=len(params["means"]), steps_per_s=round(sps, 3),
-                        elapsed_s=round(elapsed_before + now - t0, 3), eta_s=round((total - done) / max(sps, 1e-9), 1),
-                        **memory_snapshot(device))
                     last_log_t, last_log_step = now, done
-                    _append_metrics(run.metrics_jsonl, {k: v for k, v in asdict(metrics).items()
-                                                        if k not in ("total", "eta_s")})
-                    bar.update(task, completed=done, stats=train_stats(metrics),
-                               mem=f"{metrics.gpu_mem_gb:.1f} GB" if metrics.gpu_mem_gb is not None else "")
-                    events.progress("train", done / total, f"step {done}/{total}", train=metrics)
+                    if world.main:
+                        metrics = TrainMetrics(
+                            step=done, total=total, loss=float(loss),
+                            psnr=float(psnr(*[t.detach().clamp(0, 1) for t in last_images])),
+                            num_gaussians=n_gaussians, steps_per_s=round(sps, 3),
+                            elapsed_s=round(elapsed_before + now - t0, 3),
+                            eta_s=round((total - done) / max(sps, 1e-9), 1), **memory_snapshot(device))
+                        _append_metrics(run.metrics_jsonl, {k: v for k, v in asdict(metrics).items()
+                                                            if k not in ("total", "eta_s")})
+                        bar.update(task, completed=done, stats=train_stats(metrics),
+                                   mem=f"{metrics.gpu_mem_gb:.1f} GB" if metrics.gpu_mem_gb is not None else "")
+                        events.progress("train", done / total, f"step {done}/{total}", train=metrics)
                 if options.eval_every and done % options.eval_every == 0 and done != total and eval_views:
-                    ev = evaluate(params, eval_views, sh_degree_at(step, config.sh_degree, config.sh_interval),
-                                  backend, device, config.rasterize_mode, lpips_fn)
-                    _append_metrics(run.metrics_jsonl, {"step": done, "elapsed_s": round(
-                        elapsed_before + time.perf_counter() - t0, 3), "eval": ev})
-                if events.cancelled:  # also when asked during this step's progress report
+                    ev = evaluate_all(sh_degree_at(step, config.sh_degree, config.sh_interval), lpips_fn)
+                    if world.main:
+                        _append_metrics(run.metrics_jsonl, {"step": done, "elapsed_s": round(
+                            elapsed_before + time.perf_counter() - t0, 3), "eval": ev})
+                if stop:  # also when asked during this step's progress report
                     last_ckpt = checkpoint(done)
                     raise TrainingInterrupted(done)
-                if done != total and (done % options.checkpoint_every == 0
-                                      or now - last_ckpt_t >= options.checkpoint_every_s):
+                if want_ckpt:
                     last_ckpt, last_ckpt_t = checkpoint(done), time.perf_counter()
     except torch.OutOfMemoryError:  # outside a step (evaluation, checkpoint)
         raise oom_error(step, -1, data, config, last_ckpt is not None) from None
@@ -335,9 +428,10 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
         last_ckpt = checkpoint(total)
     marks["checkpoint"] = time.perf_counter()
     final_sh = sh_degree_at(total - 1, config.sh_degree, config.sh_interval)
-    views = eval_views if eval_views is not None else train_views
-    final = evaluate(params, views, final_sh, backend, device, config.rasterize_mode, lpips_fn,
-                     run.renders if options.save_renders else None)
+    n_gaussians = world.sum(len(params["means"]))
+    final = evaluate_all(final_sh, lpips_fn, run.renders if options.save_renders else None)
+    if not world.main:
+        return None
     _append_metrics(run.metrics_jsonl, {"step": total, "elapsed_s": round(seconds, 3), "eval": final,
                                         **memory_snapshot(device)})
     marks["final_eval"] = time.perf_counter()
@@ -345,8 +439,9 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
     phases = {f"{b}_s": round(marks[b] - marks[a], 3) for a, b in zip(names, names[1:])}
     trained_steps = total - start_step
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
-    result = TrainResult(steps=total, seconds=round(seconds, 3), eval=final, num_gaussians=len(params["means"]),
-                         backend=backend, device=str(device), preset=options.preset,
+    result = TrainResult(steps=total, seconds=round(seconds, 3), eval=final, num_gaussians=n_gaussians,
+                         backend=backend, device=str(device) if not world.distributed else f"{world.size} x {device.type}",
+                         preset=options.preset,
                          steps_per_s=round(trained_steps / max(time.perf_counter() - t0, 1e-9), 3),
                          peak_gpu_mem_gb=peak, checkpoint=last_ckpt, initial_eval=initial_eval,
                          lpips_note=lpips_note)
@@ -354,13 +449,14 @@ def train(run: RunDir | Path | str, options: TrainOptions | None = None, events:
     train_json.update(eval_on="held-out" if eval_views is not None else "training views (no hold-out)",
                       held_out=len(eval_views) if eval_views is not None else 0, train_views=len(train_views),
                       resolution=list(train_views.size(0)), undistorted=data.undistorted,
-                      checkpoint=last_ckpt.name if last_ckpt else None, config=to_dict(config), phases=phases)
+                      checkpoint=last_ckpt.name if last_ckpt else None, config=to_dict(config), phases=phases,
+                      processes=world.size)
     atomic_write_json(run.train_json, train_json)
     return result
 
 
 def _train_step(step, params, optimizers, strategy, sstate, sampler, views: Views, config: TrainConfig, backend,
-                device, absgrad, scene_scale):
+                device, absgrad, scene_scale, world: World):
     idx = sampler.at(step)
     gt, vm, k = views.batch(idx, device)
     factor = config.phase_at(step)[0]
@@ -372,11 +468,11 @@ def _train_step(step, params, optimizers, strategy, sstate, sampler, views: View
     sh = sh_degree_at(step, config.sh_degree, config.sh_interval)
     bg = torch.rand(len(idx), 3, device=device) if config.random_background else None
     out = render(params, vm, k, gt.shape[2], gt.shape[1], sh, backend=backend, backgrounds=bg,
-                 rasterize_mode=config.rasterize_mode, absgrad=absgrad)
+                 rasterize_mode=config.rasterize_mode, absgrad=absgrad, distributed=world.distributed)
     strategy.step_pre_backward(params, optimizers, sstate, step, out.info)
     loss = photometric_loss(out.image, gt, config.ssim_weight, config.l1_weight) + strategy.regularization(params)
     loss.backward()
-    lr = means_lr(config, scene_scale, step)
+    lr = means_lr(config, scene_scale, step, world.size)
     for g in optimizers["means"].param_groups:
         g["lr"] = lr
     for opt in optimizers.values():
@@ -385,6 +481,7 @@ def _train_step(step, params, optimizers, strategy, sstate, sampler, views: View
     # Densification after the optimizer step, as gsplat's simple_trainer does.
     strategy.step_post_backward(params, optimizers, sstate, step, out.info, lr=lr)
     return loss.detach(), (out.image.detach(), gt)
+
 
 def _prepare_metrics(path: Path, start_step: int) -> None:
     """Fresh run: empty file. Resumed run: keep the lines up to the checkpoint's step."""
