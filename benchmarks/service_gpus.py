@@ -297,8 +297,8 @@ def record_overlaps(jobs: list[JobResult]) -> list[str]:
 def waited_for_gpu(jobs: list[JobResult], gpus: int) -> int:
     """Jobs whose first attempt started only after some earlier attempt ended: they queued for a GPU."""
     ends = sorted(a.ended_s for j in jobs for a in j.attempts if a.ended_s is not None)
-    starts = sorted((j.attempts[0].started_s, j) for j in jobs if j.attempts and j.attempts[0].started_s is not None)
-    return sum(1 for k, (start, _) in enumerate(starts) if k >= gpus and ends and start >= ends[0] - 0.01)
+    starts = sorted(j.attempts[0].started_s for j in jobs if j.attempts and j.attempts[0].started_s is not None)
+    return sum(1 for k, start in enumerate(starts) if k >= gpus and ends and start >= ends[0] - 0.01)
 
 
 def kill_candidate(jobs: dict[str, JobResult], views: dict[str, dict], workspace: Path) -> tuple | None:
