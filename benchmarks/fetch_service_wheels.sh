@@ -5,8 +5,8 @@
 #   bash benchmarks/fetch_service_wheels.sh [OUT_TARBALL]
 # Pinned to the versions the tests run with. No dependency resolution (--no-deps): the list is the
 # Requires-Dist closure minus what the hosts have (numpy, click, filelock, msgpack, packaging, protobuf,
-# pyyaml, requests, attrs, h11, anyio, idna, typing-extensions, annotated-doc, psutil, aiohttp, grpcio,
-# httpx). Ray without the [default] extra: `ray start --include-dashboard=false` and tasks need none of it.
+# pyyaml, requests, attrs, h11, anyio, idna, annotated-doc, psutil, aiohttp, grpcio, httpx). Ray without
+# the [default] extra: `ray start --include-dashboard=false` and tasks need none of it.
 set -euo pipefail
 OUT=${1:-.whl/service.tar.xz}
 PY=${PY:-python3}
@@ -14,9 +14,10 @@ PACKAGES=(
   ray==2.60.0
   jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1  # ray
   fastapi==0.165.0 starlette==1.10.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0
-  typing-inspection==0.4.5
+  typing-inspection==0.4.5 opentelemetry-api==1.45.2  # fastapi imports opentelemetry (its telemetry module)
+  typing-extensions==4.16.0  # pydantic needs >= 4.16; the hosts' may be older (shadowed: /tmp/site comes first)
   uvicorn==0.54.0 python-multipart==0.0.34
-  sqlalchemy==2.1.9 greenlet==3.5.6
+  sqlalchemy==2.1.9  # greenlet only for its asyncio extra
   simplejpeg==1.9.0  # strict JPEG check of uploads
 )
 work=$(mktemp -d)
