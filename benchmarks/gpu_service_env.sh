@@ -3,9 +3,9 @@
 # packages (Ray, FastAPI, SQLAlchemy, uvicorn, ...; .whl/service.tar.xz from
 # benchmarks/fetch_service_wheels.sh) are importable.
 #   . benchmarks/gpu_service_env.sh
-# The tarball and gsplat + a capture do not fit one call's carry together, so the first call carries only
-# .whl/service.tar.xz and runs with SERVICE_ONLY=1 (unpack into /tmp/site, nothing else); the next call on
-# the still-warm machine carries the rest and finds the service's packages in /tmp/site.
+# Where the tarball (25 MiB) and gsplat + a capture do not fit one call's carry together, the first call
+# carries only .whl/service.tar.xz and runs with SERVICE_ONLY=1 (unpack into /tmp/site, nothing else); the
+# next call on the still-warm machine carries the rest and finds the service's packages in /tmp/site.
 if [ "${SERVICE_ONLY:-0}" = 1 ]; then
   mkdir -p /tmp/site && tar -xJf .whl/service.tar.xz -C /tmp/site
   export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
