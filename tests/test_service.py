@@ -384,6 +384,21 @@ def test_zip_upload_is_unpacked_and_runs(service):
     assert len(list(frames.iterdir())) == 4
 
 
+def test_zip_of_a_posed_capture_keeps_its_poses_beside_the_images(service):
+    """A capture with its own poses (transforms.json, a COLMAP model) travels in a zip; the pose stage's
+    `auto` engine finds them beside the images (`poses.existing`). Anything else is still left out."""
+    members = {f"images/img_{i}.jpg": jpeg_bytes(i) for i in range(4)}
+    members["transforms.json"] = json.dumps({"frames": [{"file_path": f"images/img_{i}.jpg"} for i in range(4)]}).encode()
+    members["sparse/0/cameras.txt"] = b"# a COLMAP model file"
+    members["notes.txt"] = b"ignored"
+    job = submit(service, files=[("files", ("posed.zip", _zip(members), "application/zip"))], steps=3)
+    assert job["inputs"]["images"] == 4 and job["inputs"]["source"] == "upload/unzipped"
+    unzipped = service.settings.jobs_dir / job["id"] / "upload" / "unzipped"
+    assert (unzipped / "transforms.json").is_file() and (unzipped / "sparse" / "0" / "cameras.txt").is_file()
+    assert not (unzipped / "notes.txt").exists()
+    assert wait_state(service, job["id"])["state"] == "succeeded"
+
+
 def test_video_upload_is_checked_and_runs(service):
     job = submit(service, files=[("files", ("../../clip.mov", _mp4(), "video/quicktime"))], steps=3)
     assert job["inputs"]["kind"] == "video" and job["inputs"]["source"] == "upload/clip.mp4"

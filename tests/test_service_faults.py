@@ -288,7 +288,7 @@ def test_watcher_outlives_store_and_ray_errors_and_records_a_crash_later(tmp_pat
         (jobs_dir / ("c" * 22) / "upload" / name).write_bytes(data)
     created = Store(db_url).create("c" * 22, {"train.steps": 50}, {"kind": "images", "source": "upload"}, owner="t")
     executor = RayExecutor(store, db_url=db_url, jobs_dir=jobs_dir, runner="service_runner:crashing_pipeline",
-                           progress_interval_s=0.05)
+                           progress_interval_s=0.05, worker_retries=0)
     real_wait, calls = ray.wait, {"n": 0}
 
     def wait_that_fails_once(*args, **kwargs):
@@ -318,6 +318,47 @@ def test_watcher_outlives_store_and_ray_errors_and_records_a_crash_later(tmp_pat
         run = jobs_dir / created.id / "run"
         resumes = json.loads((run / "resumes.json").read_text())
         assert resumes == [0, (CRASH_AT_STEP // CHECKPOINT_EVERY) * CHECKPOINT_EVERY], resumes
+    finally:
+        executor.stop()
+        store.close()
+
+
+def test_a_dead_worker_is_retried_from_its_checkpoint_a_bounded_number_of_times(tmp_path):
+    """kill -9 of a worker (here: os._exit at step 8) queues the job again under a new attempt, which resumes
+    from the step-5 checkpoint; a job whose worker dies on every attempt fails after `worker_retries`."""
+    from splatforge.service.executor import RayExecutor
+    from splatforge.service.store import Store
+
+    ensure_ray()
+    db_url = fresh_db_url(tmp_path)
+    store, jobs_dir = Store(db_url), tmp_path / "jobs"
+    ids = {"once": "o" * 22, "always": "a" * 22}
+    for job_id in ids.values():
+        (jobs_dir / job_id / "upload").mkdir(parents=True)
+        for _, (name, data, _) in image_files(3):
+            (jobs_dir / job_id / "upload" / name).write_bytes(data)
+        store.create(job_id, {"train.steps": 12}, {"kind": "images", "source": "upload"}, owner="t")
+    (jobs_dir / ids["always"] / "upload" / "crash-always").write_text("")
+    executor = RayExecutor(store, db_url=db_url, jobs_dir=jobs_dir, runner="service_runner:crashing_pipeline",
+                           progress_interval_s=0.05, worker_retries=2)
+    executor.start()
+    try:
+        executor.submit(ids["once"], 0)
+        executor.submit(ids["always"], 0)
+
+        def final(job_id):
+            return wait_for(lambda: (lambda j: j if j.state in ("succeeded", "failed") else None)(store.get(job_id)),
+                            180, what=f"job {job_id} to end")
+
+        once, always = final(ids["once"]), final(ids["always"])
+        assert once.state == "succeeded" and once.attempt == 1, (once.state, once.error)
+        run = jobs_dir / ids["once"] / "run"
+        assert json.loads((run / "resumes.json").read_text()) == [0, (CRASH_AT_STEP // CHECKPOINT_EVERY) * CHECKPOINT_EVERY]
+        log = (jobs_dir / ids["once"] / "job.log").read_text()
+        assert "automatic retry 1 of 2, training resumes from its checkpoint at step 5" in log
+        assert always.state == "failed" and always.attempt == 2
+        assert "stopped unexpectedly" in always.error and "after 2 automatic retries" in always.error
+        assert json.loads((jobs_dir / ids["always"] / "run" / "resumes.json").read_text()) == [0, 5, 5]
     finally:
         executor.stop()
         store.close()

@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent("""
     while time.time() < deadline and any(store.get(j).state != "succeeded" for j in ids):
         time.sleep(0.2)
     print(json.dumps({"use_gpu": executor.use_gpu, "states": [store.get(j).state for j in ids],
+                      "workers": [store.get(j).worker for j in ids],
                       "probes": [json.loads((work / "jobs" / j / "run" / "gpu_probe.json").read_text())
                                  for j in ids if (work / "jobs" / j / "run" / "gpu_probe.json").exists()]}))
     executor.stop()
@@ -50,6 +51,8 @@ def test_each_job_gets_its_own_gpu_and_the_rest_queue(tmp_path):
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["use_gpu"] is True and doc["states"] == ["succeeded"] * 5
     probes = doc["probes"]
+    # the job's record names the GPU Ray gave its worker (fake resources: no UUID, just the index)
+    assert sorted(w.split(" gpu ")[1] for w in doc["workers"]) == sorted(p["cuda_visible_devices"] for p in probes)
     assert sorted(p["cuda_visible_devices"] for p in probes) in (["0", "0", "0", "1", "1"], ["0", "0", "1", "1", "1"])
     # never two jobs on one GPU at once, never more than two at once
     events = sorted([(p["start"], 1, p["cuda_visible_devices"]) for p in probes]

@@ -93,8 +93,20 @@ def _link_or_copy(src: Path, dst: Path) -> str:
         return "copied"
 
 
-def safe_extract_zip(archive: Path, dest: Path, limits: ZipLimits = ZipLimits()) -> list[Path]:
-    """Unpack the image and video members of `archive` into `dest` after checking every member.
+COLMAP_MODEL_FILES = {f"{stem}.{ext}" for stem in ("cameras", "images", "points3D", "rigs", "frames")
+                      for ext in ("bin", "txt")}
+
+
+def is_pose_file(name: PurePosixPath) -> bool:
+    """A capture's own poses, kept beside its images: a transforms.json, or a file of a COLMAP model
+    under a `sparse/` folder (what the pose stage's `auto` engine looks for, see `poses.existing`)."""
+    return name.name == "transforms.json" or ("sparse" in name.parts[:-1] and name.name in COLMAP_MODEL_FILES)
+
+
+def safe_extract_zip(archive: Path, dest: Path, limits: ZipLimits = ZipLimits(),
+                     keep_pose_files: bool = False) -> list[Path]:
+    """Unpack the image and video members of `archive` into `dest` after checking every member, and with
+    `keep_pose_files` the capture's pose files (`is_pose_file`) too.
 
     Raises InputError (nothing written) for: not a zip, a member path outside `dest`, a symlink member,
     too many members, too large in total, or a suspicious compression ratio (a zip bomb).
@@ -130,7 +142,7 @@ def safe_extract_zip(archive: Path, dest: Path, limits: ZipLimits = ZipLimits())
             suffix = name.suffix.lower()
             if name.name.startswith(".") or "__MACOSX" in name.parts:
                 continue
-            if suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
+            if suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES or (keep_pose_files and is_pose_file(name)):
                 take.append((m, name))
         dest.mkdir(parents=True, exist_ok=True)
         out = []

@@ -267,7 +267,7 @@ def job_view(job: Job, jobs_dir: Path, detail: bool = True) -> dict[str, Any]:
         "error": _error_view(job, jobs_dir),
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at), "updated_at": _iso(job.updated_at),
-        "attempt": job.attempt, "options": job.options, "inputs": {k: v for k, v in job.inputs.items() if k != "files"},
+        "attempt": job.attempt, "worker": job.worker, "options": job.options, "inputs": {k: v for k, v in job.inputs.items() if k != "files"},
     }
     if detail:
         view["artifacts"] = _artifacts(job.id, RunDir(job_paths(jobs_dir / job.id)["run"]))
@@ -320,7 +320,8 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
                                      num_cpus=settings.ray_num_cpus, num_gpus=settings.ray_num_gpus,
                                      job_num_cpus=settings.job_num_cpus,
                                      progress_interval_s=settings.progress_interval_s,
-                                     cancel_grace_s=settings.cancel_grace_s, log_dir=settings.workspace)
+                                     cancel_grace_s=settings.cancel_grace_s, log_dir=settings.workspace,
+                                     worker_retries=settings.worker_retries)
         await _in_own_thread(ex.start)
         app.state.service = ServiceState(settings, store, ex)
         if settings.recover_on_start:

@@ -27,6 +27,9 @@ def serve_command(
                                  help="GPUs the local Ray instance may give jobs, one each (default: all it finds)."),
     cancel_grace: float = typer.Option(30.0, "--cancel-grace", envvar="SPLATFORGE_CANCEL_GRACE_S",
                                        help="Seconds a cancelled job has to checkpoint and stop before it is killed."),
+    worker_retries: int = typer.Option(2, "--worker-retries", envvar="SPLATFORGE_WORKER_RETRIES", min=0,
+                                       help="Automatic retries of a job whose worker died (killed, out of "
+                                            "memory); each resumes from the last checkpoint."),
     runner: str = typer.Option(None, "--runner", envvar="SPLATFORGE_SERVE_RUNNER", hidden=True,
                                help="module:function run for each job instead of the pipeline (tests)."),
 ) -> None:
@@ -47,7 +50,7 @@ def serve_command(
     settings = ServiceSettings(host=host, port=port, token=token, no_auth=no_auth, workspace=workspace, db_url=db,
                                ray_address=ray_address, ray_num_cpus=ray_cpus, ray_num_gpus=ray_gpus,
                                runner=runner or DEFAULT_RUNNER,
-                               cancel_grace_s=cancel_grace)
+                               cancel_grace_s=cancel_grace, worker_retries=worker_retries)
     try:
         app = create_app(settings)
     except SplatforgeError as exc:

@@ -1,9 +1,12 @@
 """Jobs as Ray tasks. A task opens its own `Store` on the database URL and reports progress there, so
 progress and results survive the server; the server only submits, cancels, and notices crashed workers.
 
-Each task asks Ray for one GPU when the cluster has GPUs (Ray sets the visible device), CPUs otherwise.
+Each task asks Ray for one GPU when the cluster has GPUs (Ray sets the visible device), CPUs otherwise;
+the worker records the GPU it was given (index, UUID, name) in the job's `worker` field and its log.
 A task carries its attempt number: every write it makes is a compare-and-set on (state, attempt), so a
 job that was cancelled, retried or re-queued after a restart cannot be overwritten by an old worker.
+A worker that dies mid-job (killed, the OOM killer) is retried automatically under a new attempt, at
+most `worker_retries` times: finished stages are kept and training resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -127,6 +131,24 @@ class _Reporter:
             self.events.cancel.set()
 
 
+def gpu_assignment() -> str:
+    """The GPU Ray gave this worker, in words for the job's record: "gpu 0 GPU-<uuid> (NVIDIA H100 ...)".
+    Ray's choice is CUDA_VISIBLE_DEVICES; the UUID and name come from nvidia-smi where there is one (they
+    match `nvidia-smi --query-compute-apps` samples). Empty for a job without a GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not visible or visible in ("-1", "NoDevFiles"):
+        return ""
+    words = f"gpu {visible}"
+    try:
+        found = subprocess.run(["nvidia-smi", f"--id={visible.split(',')[0]}", "--query-gpu=uuid,name",
+                                "--format=csv,noheader"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError):
+        return words  # fake GPU resources (tests), or no driver tools: the index is all there is
+    line = found.stdout.strip().splitlines()[0] if found.returncode == 0 and found.stdout.strip() else ""
+    uuid, _, name = (part.strip() for part in line.partition(","))
+    return f"{words} {uuid} ({name})" if uuid else words
+
+
 def run_job(spec: TaskSpec) -> str:
     """Run one attempt of a job (in a Ray worker, or any process). Returns the state it left the job in."""
     from splatforge.rundir import RunDir
@@ -134,7 +156,8 @@ def run_job(spec: TaskSpec) -> str:
     store = Store(spec.db_url, pooled=False, create=False)
     try:
         job = store.get(spec.job_id)
-        worker = f"{socket.gethostname()}:{os.getpid()}"
+        gpu = gpu_assignment()
+        worker = f"{socket.gethostname()}:{os.getpid()}" + (f" {gpu}" if gpu else "")
         if job is None or not store.update_where(spec.job_id, states=("queued",), attempt=spec.attempt,
                                                  state="running", started_at=utcnow(), worker=worker,
                                                  message="started"):
@@ -231,6 +254,13 @@ def _final_metrics(run: Any) -> dict[str, Any]:
     return {k: train[k] for k in ("steps", "seconds", "eval", "num_gaussians", "device", "preset") if k in train}
 
 
+def _worker_deaths() -> tuple[type, ...]:
+    """Ray's errors for a task whose process died under it (not an error of the job's own code)."""
+    import ray.exceptions as rex
+
+    return tuple(getattr(rex, name) for name in ("WorkerCrashedError", "OutOfMemoryError") if hasattr(rex, name))
+
+
 @dataclass
 class RayHealth:
     """What /healthz says about Ray: `ok` only while the server can still run jobs."""
@@ -250,6 +280,7 @@ class _Task:
     ref: Any
     stop_by: float | None = None  # set by cancel: time.monotonic() after which the task is stopped by force
     forced: bool = False
+    auto_retries: int = 0  # automatic retries after worker deaths that led to this attempt
 
 
 @dataclass
@@ -272,11 +303,12 @@ class RayExecutor:
     def __init__(self, store: Store, *, db_url: str, jobs_dir: Path, runner: Any, address: str | None = None,
                  num_cpus: int | None = None, job_num_cpus: float = 1.0, progress_interval_s: float = 0.5,
                  cancel_grace_s: float = 30.0, health_interval_s: float = 2.0, log_dir: Path | None = None,
-                 num_gpus: int | None = None):
+                 num_gpus: int | None = None, worker_retries: int = 2):
         self.store, self.db_url, self.jobs_dir, self.runner = store, db_url, Path(jobs_dir), runner
         self.address, self.num_cpus, self.job_num_cpus = address, num_cpus, job_num_cpus
         self.progress_interval_s, self.cancel_grace_s = progress_interval_s, cancel_grace_s
         self.health_interval_s, self.log_dir, self.num_gpus = health_interval_s, log_dir, num_gpus
+        self.worker_retries = worker_retries
         self.use_gpu = False
         self._tasks: dict[str, _Task] = {}
         self._pending: list[_PendingRecord] = []
@@ -313,7 +345,7 @@ class RayExecutor:
         log.info("Ray ready (%s); jobs ask for %s", self.address or f"own instance at {self._local.address}"
                  if self._local else "joined", "1 GPU" if self.use_gpu else f"{self.job_num_cpus} CPU")
 
-    def submit(self, job_id: str, attempt: int) -> None:
+    def submit(self, job_id: str, attempt: int, auto_retries: int = 0) -> None:
         import ray
 
         with self._lock:
@@ -331,7 +363,7 @@ class RayExecutor:
             options["num_gpus"] = 1
         ref = self._remote.options(**options).remote(spec)
         with self._lock:
-            self._tasks[job_id] = _Task(attempt, ref)
+            self._tasks[job_id] = _Task(attempt, ref, auto_retries=auto_retries)
 
     def cancel(self, job_id: str, grace_s: float | None = None) -> None:
         """Ask the job's worker to stop cleanly; stop it by force if it is still running `grace_s` later
@@ -480,8 +512,40 @@ class RayExecutor:
             death = _postmortem(job_dir)
             if death is not None:
                 message, advice = f"{message}: {death.message}", f"{death.advice}; then {advice}"
+            if isinstance(error, _worker_deaths()) and task.auto_retries < self.worker_retries:
+                if self._retry_after_death(job_id, task, message):
+                    return
+            if task.auto_retries:
+                message += f" (after {task.auto_retries} automatic retr{'y' if task.auto_retries == 1 else 'ies'})"
         self._record(job_id, task.attempt, ACTIVE, state="failed", finished_at=utcnow(), error=message,
                      advice=advice, message="failed")
+
+    def _retry_after_death(self, job_id: str, task: _Task, why: str) -> bool:
+        """Queue a job whose worker died again under a new attempt; False when that cannot be recorded (the
+        caller records the failure instead). A job moved on meanwhile (cancelled, retried) is left alone."""
+        number = task.auto_retries + 1
+        step = newest_checkpoint_step(self.jobs_dir / job_id / "run")
+        resume = f"training resumes from its checkpoint at step {step}" if step is not None else "finished stages are kept"
+        note = f"queued again: {why}; automatic retry {number} of {self.worker_retries}, {resume}"
+        try:
+            job = self.store.get(job_id)
+            if job is None or job.attempt != task.attempt or job.state not in ACTIVE:
+                return True
+            attempt = self.store.claim_attempt(job_id, job.owner or "", ACTIVE, attempt=task.attempt,
+                                               message=note[:500])
+        except Exception as exc:  # noqa: BLE001 - e.g. the store's disk is full: record the failure instead
+            log.warning("could not queue job %s again after its worker died (%s)", job_id, exc)
+            return False
+        if attempt is None:
+            return True
+        log.warning("job %s: %s", job_id, note)
+        try:
+            with open(job_paths(self.jobs_dir / job_id)["log"], "a", encoding="utf-8") as f:
+                f.write(f"{utcnow().isoformat(timespec='seconds')} {note}\n")
+        except OSError as exc:
+            log.debug("job log of %s: %s", job_id, exc)
+        self.submit(job_id, attempt, auto_retries=number)
+        return True
 
     def _cancel_message(self, job_id: str, task: _Task, result: str | None) -> str:
         step = newest_checkpoint_step(self.jobs_dir / job_id / "run")

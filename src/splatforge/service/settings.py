@@ -52,6 +52,7 @@ class ServiceSettings:
     recover_on_start: bool = True  # re-queue this server's unfinished jobs at start
     shutdown_grace_s: float = 20.0  # at shutdown, how long running jobs have to checkpoint and stop
     cancel_grace_s: float = 30.0  # how long a cancelled job's worker has to checkpoint and stop before it is killed
+    worker_retries: int = 2  # automatic retries of a job whose worker died (killed, out of memory)
     # Kept free beside a SQLite job store so that state changes can be recorded on a full disk (DiskReserve).
     disk_reserve_bytes: int = 16 * 1024**2
 

@@ -217,16 +217,19 @@ class Store:
 
         return self._write(write, essential="state" in values)
 
-    def claim_attempt(self, job_id: str, owner: str, states: Iterable[str] = ACTIVE, **values: Any) -> int | None:
-        """Queue the job again under a new attempt number (fencing out older workers); None if not in `states`.
-        Not essential: a retry on a full disk is refused rather than run into the same wall."""
-        return self._write(lambda: self._claim_attempt(job_id, owner, states, values), essential=False)
+    def claim_attempt(self, job_id: str, owner: str, states: Iterable[str] = ACTIVE, *, attempt: int | None = None,
+                      **values: Any) -> int | None:
+        """Queue the job again under a new attempt number (fencing out older workers); None if not in `states`
+        (or, given `attempt`, if the job is under another attempt by now). Not essential: a retry on a full
+        disk is refused rather than run into the same wall."""
+        return self._write(lambda: self._claim_attempt(job_id, owner, states, attempt, values), essential=False)
 
-    def _claim_attempt(self, job_id: str, owner: str, states: Iterable[str], values: dict[str, Any]) -> int | None:
+    def _claim_attempt(self, job_id: str, owner: str, states: Iterable[str], expected: int | None,
+                       values: dict[str, Any]) -> int | None:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(jobs_table.c.attempt, jobs_table.c.state)
                                .where(jobs_table.c.id == job_id)).first()
-            if row is None or row.state not in states:
+            if row is None or row.state not in states or (expected is not None and row.attempt != expected):
                 return None
             attempt = int(row.attempt) + 1
             done = conn.execute(jobs_table.update().where(jobs_table.c.id == job_id)

@@ -1,6 +1,7 @@
 """Check an upload by content and bounds, and lay it out in the job's folder.
 
-Accepted: any number of images, or exactly one video, or exactly one zip of either. The kind of each
+Accepted: any number of images, or exactly one video, or exactly one zip of either (a zip may also hold the
+capture's poses: a transforms.json, a COLMAP model under sparse/). The kind of each
 file comes from its bytes (`splatforge.capture.ingest.sniff_kind`), never from its name; images are decoded
 fully (a truncated file is refused), videos must yield a first frame, zips go through
 `safe_extract_zip`. Stored names are made up from a sanitized base name and the sniffed kind, so no
@@ -15,11 +16,11 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from splatforge.capture import imageio
-from splatforge.capture.ingest import ZipLimits, safe_extract_zip, sniff_kind
+from splatforge.capture.ingest import ZipLimits, is_pose_file, safe_extract_zip, sniff_kind
 from splatforge.errors import InputError, SplatforgeError
 from splatforge.service.diskspace import is_disk_full, upload_too_large_for_disk
 from splatforge.service.settings import UploadLimits
@@ -242,14 +243,16 @@ def _unpack(archive: Path, upload: Path, limits: UploadLimits, summary: UploadSu
     try:
         extracted = safe_extract_zip(archive, target, ZipLimits(max_members=limits.max_files,
                                                                 max_total_bytes=limits.max_unpacked_bytes,
-                                                                max_ratio=limits.max_zip_ratio))
+                                                                max_ratio=limits.max_zip_ratio),
+                                     keep_pose_files=True)
     except InputError as exc:
         raise UploadRefused(422, exc.message, exc.advice) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a wrong CRC, a corrupt deflate stream
         raise UploadRefused(422, f"the zip is damaged ({type(exc).__name__}: {exc})",
                             "make the zip again from the original files and upload it again") from None
     archive.unlink()
-    kinds = {p: sniff_kind(p) for p in extracted}
+    # A posed capture's transforms.json or COLMAP model stays beside its images: the pose stage uses it.
+    kinds = {p: sniff_kind(p) for p in extracted if not is_pose_file(PurePosixPath(p.relative_to(target).as_posix()))}
     images = [p for p, k in kinds.items() if k == "image"]
     videos = [p for p, k in kinds.items() if k == "video"]
     named_but_not = [p for p, k in kinds.items() if k is None]
