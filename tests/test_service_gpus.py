@@ -1,5 +1,6 @@
 """Scheduling on a multi-GPU host, on the CPU: a local Ray told it has 2 GPUs (fake resources). Each job asks
-for one GPU, so at most two run at once, each with its own CUDA_VISIBLE_DEVICES, and the rest queue."""
+for one GPU, so at most two run at once, each with its own CUDA_VISIBLE_DEVICES, and the rest queue; a job
+whose training asks for two (`train.gpus`) gets both, alone."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ SCRIPT = textwrap.dedent("""
     executor = RayExecutor(store, db_url=db, jobs_dir=work / "jobs", runner="service_runner:gpu_probe",
                            num_cpus=4, num_gpus=2)
     executor.start()
-    ids = [f"job{i:02d}" + "x" * 16 for i in range(5)]
-    for job_id in ids:
+    ids = [f"job{i:02d}" + "x" * 16 for i in range(6)]
+    for i, job_id in enumerate(ids):
         (work / "jobs" / job_id / "upload").mkdir(parents=True)
-        store.create(job_id, {}, {"kind": "images", "source": "upload"}, owner="test")
+        options = {"train.gpus": "0,1"} if i == 5 else {}  # the last one trains on two GPUs
+        store.create(job_id, options, {"kind": "images", "source": "upload"}, owner="test")
         executor.submit(job_id, 0)
     deadline = time.time() + 240
     while time.time() < deadline and any(store.get(j).state != "succeeded" for j in ids):
@@ -49,14 +51,15 @@ def test_each_job_gets_its_own_gpu_and_the_rest_queue(tmp_path):
                           timeout=400, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert doc["use_gpu"] is True and doc["states"] == ["succeeded"] * 5
+    assert doc["use_gpu"] is True and doc["states"] == ["succeeded"] * 6
     probes = doc["probes"]
     # the job's record names the GPU Ray gave its worker (fake resources: no UUID, just the index)
     assert sorted(w.split(" gpu ")[1] for w in doc["workers"]) == sorted(p["cuda_visible_devices"] for p in probes)
-    assert sorted(p["cuda_visible_devices"] for p in probes) in (["0", "0", "0", "1", "1"], ["0", "0", "1", "1", "1"])
-    # never two jobs on one GPU at once, never more than two at once
-    events = sorted([(p["start"], 1, p["cuda_visible_devices"]) for p in probes]
-                    + [(p["end"], -1, p["cuda_visible_devices"]) for p in probes])
+    assert sorted(p["cuda_visible_devices"] for p in probes[:5]) in (["0", "0", "0", "1", "1"], ["0", "0", "1", "1", "1"])
+    assert sorted(probes[5]["cuda_visible_devices"].split(",")) == ["0", "1"]
+    # never two jobs on one GPU at once, never more than two GPUs busy at once
+    events = sorted([(p["start"], 1, gpu) for p in probes for gpu in p["cuda_visible_devices"].split(",")]
+                    + [(p["end"], -1, gpu) for p in probes for gpu in p["cuda_visible_devices"].split(",")])
     running: dict[str, int] = {}
     for _, delta, gpu in events:
         running[gpu] = running.get(gpu, 0) + delta
@@ -65,3 +68,13 @@ def test_each_job_gets_its_own_gpu_and_the_rest_queue(tmp_path):
     # the third job waited for a free GPU: it started only when one of the first two had finished
     first_end = min(p["end"] for p in probes)
     assert sorted(p["start"] for p in probes)[2] >= first_end - 0.05
+
+
+def test_a_job_asks_for_as_many_gpus_as_its_training_names():
+    from splatforge.errors import InputError
+    from splatforge.service.executor import job_gpu_count
+
+    assert job_gpu_count({}) == 1 and job_gpu_count({"train.gpus": "0,1"}) == 2
+    assert job_gpu_count({"train": {"gpus": "0,1,2,3"}}) == 4
+    with pytest.raises(InputError, match="all GPUs"):
+        job_gpu_count({"train.gpus": "all"})

@@ -282,6 +282,7 @@ def job_options(*, options: str | None = None, **named: Any) -> dict[str, Any]:
     from splatforge.errors import InputError
     from splatforge.pipeline import RunOptions
     from splatforge.pipeline_cli import stage_changes
+    from splatforge.service.executor import job_gpu_count
 
     changes = stage_changes(**{k: v for k, v in named.items() if k not in ("frame_count",)},
                             frames=named.get("frame_count"))
@@ -298,6 +299,7 @@ def job_options(*, options: str | None = None, **named: Any) -> dict[str, Any]:
             raise ApiError(422, f"{key} cannot be set on a job", "a job runs every stage; retry resumes a failed one")
     try:
         RunOptions().with_changes(changes)
+        job_gpu_count(changes)
     except InputError as exc:
         raise ApiError(422, exc.message, exc.advice) from None
     return changes

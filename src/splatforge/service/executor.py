@@ -88,6 +88,17 @@ def pipeline_options(options: dict[str, Any]) -> Any:
     return RunOptions.from_dict(options)
 
 
+def job_gpu_count(options: dict[str, Any]) -> int:
+    """How many GPUs a job's training asks for: `train.gpus` "0,1" is two (Ray picks which, and the trainer
+    sees them as 0 and 1); unset, one. "all" means nothing on a shared cluster: refused."""
+    from splatforge.errors import InputError
+
+    gpus = pipeline_options(options).stages["train"].gpus.replace(" ", "")
+    if gpus == "all":
+        raise InputError("a job cannot ask for all GPUs", 'give a list as long as the GPUs it needs, e.g. "0,1" for two')
+    return max(1, len([g for g in gpus.split(",") if g]))
+
+
 class _Reporter:
     """Receives the pipeline's progress: throttled writes to the store, a line in job.log per change. When
     the store says this attempt no longer owns the job (cancelled, retried, deleted), it sets the cancel
@@ -359,8 +370,9 @@ class RayExecutor:
         spec = TaskSpec(job_id=job_id, attempt=attempt, db_url=self.db_url, job_dir=str(self.jobs_dir / job_id),
                         runner=self.runner, progress_interval_s=self.progress_interval_s)
         options: dict[str, Any] = {"name": f"splatforge-job-{job_id[:8]}", "num_cpus": self.job_num_cpus}
-        if self.use_gpu:
-            options["num_gpus"] = 1
+        if self.use_gpu:  # one GPU per job unless its training asks for several (train.gpus)
+            job = self.store.get(job_id)
+            options["num_gpus"] = job_gpu_count(job.options) if job is not None else 1
         ref = self._remote.options(**options).remote(spec)
         with self._lock:
             self._tasks[job_id] = _Task(attempt, ref, auto_retries=auto_retries)
