@@ -57,3 +57,12 @@ def test_orbit_capture_reads_back_with_its_poses(tmp_path):
         assert img.shape == (48, 64, 3) and img.std() > 1, "the splat should be visible"
     assert back.points is not None and len(back.points) == 400
     assert np.allclose(back.points.mean(axis=0), target, atol=0.15)
+
+
+def test_orbit_keeps_to_the_arc_the_source_cameras_cover(tmp_path):
+    source, target = _source(tmp_path, n=12)
+    half = type(source)([f for f in source.frames if camera_center(f.w2c)[1] > target[1]])  # one side only
+    centers = np.array([camera_center(p) for p in orbit_poses(half, 20)])
+    assert (centers[:, 1] > target[1] - 0.5).all(), "no view from the side the source never saw"
+    spread = np.degrees(np.ptp(np.arctan2(centers[:, 1] - target[1], centers[:, 0] - target[0])))
+    assert spread > 120

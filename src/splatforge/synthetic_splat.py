@@ -43,9 +43,9 @@ def axes_focus(scene: Scene) -> np.ndarray:
         return scene.centers.mean(axis=0)
 
 
-def orbit_poses(scene: Scene, n: int, elevation_scale: float = 1.0) -> list[np.ndarray]:
-    """n world-to-camera poses (OpenCV axes) on a circle around `scene`'s cameras' focus, at their median
-    distance and height, with the cameras' mean "up" as the circle's axis."""
+def orbit_poses(scene: Scene, n: int, elevation_scale: float = 1.0, max_gap_deg: float = 90.0) -> list[np.ndarray]:
+    """n world-to-camera poses (OpenCV axes) on a circle (or the arc the cameras cover) around `scene`'s
+    cameras' focus, at their median distance and height, with the cameras' mean "up" as the circle's axis."""
     target = axes_focus(scene)
     up = np.mean([-f.w2c[1, :3] for f in scene.frames], axis=0)  # OpenCV: -y is up in the image
     up = up / max(np.linalg.norm(up), 1e-12)
@@ -57,9 +57,17 @@ def orbit_poses(scene: Scene, n: int, elevation_scale: float = 1.0) -> list[np.n
     e1 = e1 / np.linalg.norm(e1)
     e2 = np.cross(up, e1)
     radius = radius if radius > 1e-9 else 1.0
+    # The arc the source cameras cover (the circle less its largest empty gap, when that gap is wider than
+    # max_gap_deg): the orbit stays where the splat was seen from (fox: its front half, not its back).
+    angles = np.sort(np.arctan2(flat @ e2, flat @ e1) % (2 * math.pi))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * math.pi]))
+    start, span = 0.0, 2 * math.pi
+    if len(angles) > 1 and gaps.max() > math.radians(max_gap_deg):
+        g = int(np.argmax(gaps))
+        start, span = float(angles[(g + 1) % len(angles)]), float(2 * math.pi - gaps[g])
     poses = []
     for k in range(n):
-        a = 2 * math.pi * k / n
+        a = start + (span * k / n if span >= 2 * math.pi - 1e-9 else span * k / max(n - 1, 1))
         eye = target + radius * (math.cos(a) * e1 + math.sin(a) * e2) + height * up
         poses.append(look_at_w2c(eye, target, up))
     return poses
