@@ -191,6 +191,8 @@ def table(doc: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fox", type=Path, default=Path(".gpu/fox"), help="a posed capture to train the source splat on")
+    ap.add_argument("--source-run", type=Path, default=None,
+                    help="a run folder with a trained splat to render the orbits from (skips training fox)")
     ap.add_argument("--video", type=Path, default=Path(".gpu/colosseum.mp4"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/large_capture"))
     ap.add_argument("--counts", default=None, help="orbit sizes, e.g. 150,300,600,1000")
@@ -234,12 +236,16 @@ def main() -> None:
     renders: dict[int, Path] = {}
     if counts:
         # 1. the source splat
-        fox = make_smoke_source(a.out / "smoke_source", log) if smoke else a.fox
-        src_run = a.out / "source_run"
-        if src_run.exists():
-            shutil.rmtree(src_run)
-        c = child(splatforge("run", str(fox), "-o", str(src_run), "--until", "train", "--force", *train_args),
-                  min(180, remaining(budget)), log)
+        if a.source_run is not None:
+            src_run = a.source_run
+            c = {"rc": 0, "reused": str(src_run)}
+        else:
+            fox = make_smoke_source(a.out / "smoke_source", log) if smoke else a.fox
+            src_run = a.out / "source_run"
+            if src_run.exists():
+                shutil.rmtree(src_run)
+            c = child(splatforge("run", str(fox), "-o", str(src_run), "--until", "train", "--force", *train_args),
+                      min(180, remaining(budget)), log)
         doc["source"] = {**c, "stage_s": stage_seconds(src_run), "psnr": (read(src_run / "train.json").get("eval") or {})
                          .get("psnr")}
         save()
