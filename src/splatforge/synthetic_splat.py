@@ -133,12 +133,15 @@ def make_orbit_capture(params: Mapping[str, torch.Tensor], sh_degree: int, sourc
         for start in range(0, n_views, batch):
             chunk = poses[start:start + batch]
             viewmats = torch.as_tensor(np.stack(chunk), dtype=torch.float32, device=device)
-            out = render(params, viewmats, k.expand(len(chunk), 3, 3), width, height, sh_degree, backend=backend)
+            ks = k.expand(len(chunk), 3, 3).contiguous()
+            out = render(params, viewmats, ks, width, height, sh_degree, backend=backend)
             images = out.image.clamp(0, 1).mul(255).round().byte().cpu().numpy()
             for j, w2c in enumerate(chunk):
                 path = image_dir / f"{start + j + 1:04d}.jpg"
                 pending.append(pool.submit(write, path, np.ascontiguousarray(images[j])))
                 frames.append(Frame(name=f"images/{path.name}", image=path, camera=camera, w2c=w2c))
+            while len(pending) > 64:  # rendering outruns encoding: hold at most ~64 decoded views
+                pending.pop(0).result()
         for p in pending:
             p.result()
     points, colors = sparse_points(params)
