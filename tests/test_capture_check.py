@@ -215,3 +215,22 @@ def test_cli_frames(data_dir, tmp_path):
     )
     assert both.exit_code != 0
     assert not (tmp_path / "x" / "frames").exists()
+
+
+def test_a_degenerate_pair_counts_as_unmatched(monkeypatch):
+    # OpenCV's USAC asserts (cv2.error) on some degenerate point sets; one pair must not end the check.
+    import cv2
+
+    from splatforge.capture import matching
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 500, (100, 2)).astype(np.float32)
+    desc = rng.integers(0, 256, (100, 32), dtype=np.uint8)
+    a = matching.Features(xy, desc, (500, 500))
+
+    def fails(*args, **kwargs):
+        raise cv2.error("(-215:Assertion failed) !model.empty() in function 'setModelParameters'")
+
+    monkeypatch.setattr(matching.cv2, "findFundamentalMat", fails)
+    m = matching.match_pair(a, a, 0, 1, matching.MatchOptions())
+    assert m.matches == 100 and m.inliers == 0 and not m.connected

@@ -178,3 +178,17 @@ def test_colosseum_60_frames_fast(data_dir, tmp_path):
     assert seconds < 10.0, f"60 frames took {seconds:.1f} s (budget 10 s on 2 cores)"
     times = [f.time for f in result.frames]
     assert times == sorted(times) and times[-1] > 21.0
+
+
+def test_every_frame_of_a_slow_pan_can_be_asked_for(tmp_path):
+    # 3 s at 30 fps panning 4 px a frame (thumbnails change little from frame to frame), then 1 s standing
+    # still: asking for every frame keeps the moving ones; the still second still collapses.
+    def pos(t):
+        return 2 * min(t, 3.0)
+
+    times = [k / 30 for k in range(120)]
+    video = _write_video(tmp_path / "slow.mp4", times, lambda t: _scene(pos(t)))
+    result = extract_frames(video, tmp_path / "run", FrameOptions(count=10_000))
+    moving = [f for f in result.frames if f.time < 3.0]
+    assert len(moving) >= 80, f"kept {len(moving)} of 90 moving frames"
+    assert len([f for f in result.frames if f.time > 3.2]) <= 2

@@ -171,6 +171,12 @@ def test_run_on_a_colmap_folder_trains_without_pose_estimation(synthetic, tmp_pa
     assert poses["seconds"]["total"] < 10, poses["seconds"]
     assert compare_poses(read_scene(run.transforms_json), truth).max_rotation_deg < 1e-4
     assert read_json(run.train_json)["steps"] == 2
+    # PINHOLE cameras need no undistortion: images_undistorted/ holds the frames themselves (hard links),
+    # not decoded and re-encoded copies
+    for frame in read_scene(run.transforms_json).frames:
+        assert frame.image.parent == run.images_undistorted
+        assert frame.image.samefile(run.frames / frame.image.name) or \
+            frame.image.read_bytes() == (run.frames / frame.image.name).read_bytes()
 
 
 def test_train_on_a_radial_colmap_model_undistorts_it(synthetic, tmp_path):

@@ -164,7 +164,7 @@ def run_command(
     engine: str = typer.Option(None, help="Pose engine: auto (the capture's own transforms.json or sparse/0 when "
                                "it has them, else colmap; the default) | colmap | known | vggt."),
     cameras: Path = typer.Option(None, help="Known cameras: transforms.json, COLMAP folder or rig JSON/pickle."),
-    frames: int = typer.Option(None, help="Frames to take from a video (default: chosen from its length)."),
+    frames: int = typer.Option(None, help="Frames to take from a video (default: chosen from its length; its frame count or more: every frame)."),
     downscale: float = typer.Option(None, help="Train on images this many times smaller."),
     max_gaussians: int = typer.Option(None, "--max-gaussians", help="Cap on the number of Gaussians."),
     checkpoint_every: int = typer.Option(None, help="A checkpoint every N training steps (default 1000) ..."),

@@ -74,9 +74,12 @@ def match_pair(a: Features, b: Features, i: int, j: int, options: MatchOptions) 
         pa = a.xy[[m.queryIdx for m in good]]
         pb = b.xy[[m.trainIdx for m in good]]
         # USAC (LO-RANSAC) is ~7x faster than classic RANSAC here and finds more of the true inliers.
-        _, mask = cv2.findFundamentalMat(
-            pa, pb, cv2.USAC_FAST, options.ransac_threshold_px, options.ransac_confidence, 2000
-        )
+        try:
+            _, mask = cv2.findFundamentalMat(
+                pa, pb, cv2.USAC_FAST, options.ransac_threshold_px, options.ransac_confidence, 2000
+            )
+        except cv2.error:  # USAC asserts on degenerate sets (e.g. one image a shifted copy of the other)
+            mask = None
         inliers = int(mask.sum()) if mask is not None else 0
     overlap = inliers / max(1, min(len(a), len(b)))
     connected = inliers >= options.min_inliers and inliers >= options.min_inlier_ratio * max(1, len(good))
