@@ -115,6 +115,8 @@ class PoseResult:
     notes: list[str] = field(default_factory=list)
     check: dict | None = None  # poses/validate.py ModelCheck of the kept model
     evidence: dict = field(default_factory=dict)  # what the matches showed and the mapper order it implied
+    # process CPU seconds per sub-step (all threads; features/matching/mapping for the colmap engine only)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = asdict(self)
