@@ -417,9 +417,19 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         opts.min_model_size = options.min_model_size
         opts.ba_use_gpu = use_gpu(options)
         opts.ba_refine_principal_point = refine_pp
-        opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
-        opts.ba_global_max_refinements = options.ba_global_max_refinements
-        opts.ba_local_max_refinements = options.ba_local_max_refinements
+        if options.mapping_preset == "fast":
+            opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
+            opts.ba_global_max_refinements = options.ba_global_max_refinements
+            opts.ba_local_max_refinements = options.ba_local_max_refinements
+            opts.ba_global_max_num_iterations = options.ba_global_max_iterations
+            opts.ba_local_max_num_iterations = options.ba_local_max_iterations
+            opts.mapper.ba_local_num_images = options.ba_local_num_images
+            opts.mapper.ba_global_ignore_redundant_points3D = options.ba_skip_redundant_points
+            if options.ba_threads_always:
+                opts.ba_min_num_residuals_for_cpu_multi_threading = 0
+        backend = pycolmap.BundleAdjustmentBackend.CASPAR if options.ba_backend == "caspar" else \
+            pycolmap.BundleAdjustmentBackend.CERES
+        opts.ba_local_backend = opts.ba_global_backend = backend
         if low_parallax:
             # COLMAP looks for a starting pair seen 16 degrees apart, then relaxes twice (8, 4), searching all
             # pairs each time: with little parallax the first searches cannot succeed and cost most of the run.
