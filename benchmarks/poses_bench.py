@@ -3,10 +3,13 @@
     python benchmarks/poses_bench.py [--captures fox llff_fern ...] [--threads N] [--set key=value ...]
                                      [--compare-mappers] [--json out.json] [--data DIR]
 
-Per capture (`estimate_poses` with PoseOptions(engine="colmap", ...), undistortion included): wall seconds per
-sub-step (features, matching, mapping, undistortion, total), the process CPU seconds of the stage, photos placed,
+Per capture (`estimate_poses` with PoseOptions(engine="colmap", ...), undistortion included): wall seconds and
+process CPU seconds per sub-step (features, matching, mapping, undistortion, total; poses.json's `seconds` and
+`cpu_seconds`), the process CPU seconds of the whole call, photos placed,
 the mapper kept and why, and the accuracy against the capture's reference transforms.json (fox) after a
-similarity alignment. A capture is a folder with `images/` (or a folder of images) under the data folder.
+similarity alignment. A capture is a folder with `images/` (or a folder of images) under the data folder, or a
+video there (`videos/colosseum.mp4`): its frames are extracted first as the pipeline does (capture/frames.py,
+default FrameOptions; not counted in the stage's seconds) and posed as an ordered sequence.
 --compare-mappers also runs each mapper on the stage's own database (features and matches reused).
 Data: ../shared/data, $SPLATFORGE_TEST_DATA or --data. Never writes there. Prints a table last.
 """
@@ -40,8 +43,15 @@ def parse_settings(items: list[str]) -> dict:
     return out
 
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+
+
 def images_of(folder: Path) -> Path:
     return folder / "images" if (folder / "images").is_dir() else folder
+
+
+def is_capture(source: Path) -> bool:
+    return source.suffix.lower() in VIDEO_SUFFIXES and source.is_file() or images_of(source).is_dir()
 
 
 def run_capture(name: str, source: Path, options, work: Path) -> dict:
@@ -50,12 +60,18 @@ def run_capture(name: str, source: Path, options, work: Path) -> dict:
     from splatforge.poses import estimate_poses_for
     from splatforge.poses.summary import summarize_poses
 
-    images = work / name / "images"
-    shutil.copytree(images_of(source), images)
     run_dir = work / name / "run"
+    if source.suffix.lower() in VIDEO_SUFFIXES:  # frames as the pipeline's frames stage writes them
+        from splatforge.capture.frames import extract_frames
+
+        extract_frames(source, run_dir)
+        images, out = run_dir, None
+    else:
+        images, out = work / name / "images", run_dir
+        shutil.copytree(images_of(source), images)
     t, c = time.perf_counter(), time.process_time()
     try:
-        estimate_poses_for(images, run_dir, options)
+        estimate_poses_for(images, out, options)
         error = None
     except SplatforgeError as exc:
         error = exc.message
@@ -126,7 +142,7 @@ def main() -> None:
     try:
         for name in args.captures:
             source = data / name
-            if not images_of(source).is_dir():
+            if not is_capture(source):
                 print(f"skip {name}: not in {data}")
                 continue
             row = run_capture(name, source, options, work)
@@ -141,7 +157,10 @@ def main() -> None:
 
     print(f"\npycolmap {pycolmap.__version__} cuda={pycolmap.has_cuda} threads={args.threads} cpus={os.cpu_count()} "
           f"set={args.set}")
+    print("wall seconds")
     print(table(rows))
+    print("process CPU seconds (all threads)")
+    print(table(rows, "cpu_seconds"))
     for r in rows:
         if r.get("error"):
             print(f"{r['capture']}: {r['error']}")

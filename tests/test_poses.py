@@ -240,3 +240,60 @@ def test_mapper_fallback_keeps_the_largest_model(monkeypatch, tmp_path, incremen
     assert [a["mapper"] for a in choice.attempts] == expect_runs
     assert choice.best.num_reg_images() == {"incremental": incremental, "global": global_}[expect_kind]
     assert choice.best is choice.models[0]
+
+
+def _incremental_options(monkeypatch, tmp_path, options: PoseOptions):
+    """The IncrementalPipelineOptions `_map` hands to pycolmap for `options` (pycolmap's mapping not run)."""
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    seen = []
+    monkeypatch.setattr(pycolmap, "incremental_mapping", lambda db, images, out, opts: seen.append(opts) or {})
+    assert colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", ["a.jpg"], options,
+                              True) == {}
+    return seen[0]
+
+
+def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):
+    defaults = PoseOptions()
+    opts = _incremental_options(monkeypatch, tmp_path, defaults)
+    assert opts.ba_global_frames_ratio == opts.ba_global_points_ratio == defaults.ba_global_ratio
+    assert opts.ba_global_max_refinements == defaults.ba_global_max_refinements
+    assert opts.ba_local_max_refinements == defaults.ba_local_max_refinements
+    assert opts.ba_global_max_num_iterations == defaults.ba_global_max_iterations
+    assert opts.ba_local_max_num_iterations == defaults.ba_local_max_iterations
+    assert opts.mapper.ba_local_num_images == defaults.ba_local_num_images
+    assert opts.mapper.ba_global_ignore_redundant_points3D == defaults.ba_skip_redundant_points
+    assert opts.ba_refine_principal_point and opts.num_threads == defaults.num_threads
+    custom = PoseOptions(ba_local_num_images=3, ba_global_max_iterations=7, ba_skip_redundant_points=True,
+                         ba_threads_always=True)
+    opts = _incremental_options(monkeypatch, tmp_path, custom)
+    assert opts.mapper.ba_local_num_images == 3 and opts.ba_global_max_num_iterations == 7
+    assert opts.mapper.ba_global_ignore_redundant_points3D and opts.ba_min_num_residuals_for_cpu_multi_threading == 0
+
+
+def test_thorough_mapping_is_colmaps_own_schedule(monkeypatch, tmp_path):
+    import pycolmap
+
+    colmap = pycolmap.IncrementalPipelineOptions()
+    opts = _incremental_options(monkeypatch, tmp_path, PoseOptions(mapping_preset="thorough", ba_local_num_images=3))
+    for name in ("ba_global_frames_ratio", "ba_global_points_ratio", "ba_global_max_refinements",
+                 "ba_local_max_refinements", "ba_global_max_num_iterations", "ba_local_max_num_iterations",
+                 "ba_min_num_residuals_for_cpu_multi_threading"):
+        assert getattr(opts, name) == getattr(colmap, name), name
+    assert opts.mapper.ba_local_num_images == colmap.mapper.ba_local_num_images
+    assert opts.mapper.ba_global_ignore_redundant_points3D == colmap.mapper.ba_global_ignore_redundant_points3D
+    with pytest.raises(ValueError, match="mapping_preset"):
+        PoseOptions(mapping_preset="quick")
+
+
+def test_bundle_adjustment_backend_is_selectable(monkeypatch, tmp_path):
+    import pycolmap
+
+    opts = _incremental_options(monkeypatch, tmp_path, PoseOptions())
+    assert opts.ba_local_backend == opts.ba_global_backend == pycolmap.BundleAdjustmentBackend.CERES
+    opts = _incremental_options(monkeypatch, tmp_path, PoseOptions(ba_backend="caspar"))
+    assert opts.ba_local_backend == opts.ba_global_backend == pycolmap.BundleAdjustmentBackend.CASPAR
+    with pytest.raises(ValueError, match="ba_backend"):
+        PoseOptions(ba_backend="g2o")

@@ -52,7 +52,7 @@ def _run_colmap(run: RunDir, names: list[str], ordered: bool, options: PoseOptio
     notes += [f"features and matches reused from the database: {out.reused}"] if out.reused != "nothing" else []
     return rec, out.seconds, {"matching": out.matching, "mapper": out.mapper, "unregistered_reasons": reasons,
                               "other_models": out.other_models, "notes": notes, "check": out.check,
-                              "evidence": out.evidence}
+                              "evidence": out.evidence, "cpu_seconds": out.cpu_seconds}
 
 
 def _run_engine(run: RunDir, names: list[str], ordered: bool, options: PoseOptions, say):
@@ -81,7 +81,7 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     say = progress or (lambda step, frac: None)
     _quiet_colmap()
     names, ordered = inputs.frame_names(run)
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     _clear_outputs(run)
     if not names:
         raise PoseError("there are no images to place", "give a folder of photos or a video")
@@ -109,7 +109,7 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
             from exc
 
     say("undistortion", 0.9)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     undistort.write_sparse(rec, run)
     if options.undistort:
         scene = undistort.undistort(rec, run, options.undistort_max_image_size, options.num_threads)
@@ -120,6 +120,8 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
     undistort.write_training_scene(scene, run)
     seconds["undistortion"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
+    cpu = extra.pop("cpu_seconds", None) or {}
+    cpu["undistortion"], cpu["total"] = time.process_time() - c, time.process_time() - c_start
 
     registered = {im.name for im in rec.images.values() if im.has_pose}
     result = PoseResult(
@@ -127,6 +129,7 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
         unregistered=[n for n in names if n not in registered],
         mean_reprojection_error=float(rec.compute_mean_reprojection_error()) if rec.num_points3D() else None,
         points=int(rec.num_points3D()), seconds={k: round(v, 2) for k, v in seconds.items()},
+        cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
         model=run.sparse, transforms=run.transforms_json,
         images_undistorted=run.images_undistorted if options.undistort else None, **extra)
     atomic_write_json(run.poses_json, result.to_dict())

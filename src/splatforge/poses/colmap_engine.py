@@ -44,6 +44,7 @@ class SfmOutput:
     evidence: dict = field(default_factory=dict)  # what the matches showed, and the mapper order it implied
     check: dict | None = None  # validate.ModelCheck of the kept model
     reused: str = "nothing"  # what the database already held: nothing | features | features and matches
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # process CPU seconds per sub-step (all threads)
 
 
 def _pycolmap():
@@ -416,9 +417,19 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         opts.min_model_size = options.min_model_size
         opts.ba_use_gpu = use_gpu(options)
         opts.ba_refine_principal_point = refine_pp
-        opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
-        opts.ba_global_max_refinements = options.ba_global_max_refinements
-        opts.ba_local_max_refinements = options.ba_local_max_refinements
+        if options.mapping_preset == "fast":
+            opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
+            opts.ba_global_max_refinements = options.ba_global_max_refinements
+            opts.ba_local_max_refinements = options.ba_local_max_refinements
+            opts.ba_global_max_num_iterations = options.ba_global_max_iterations
+            opts.ba_local_max_num_iterations = options.ba_local_max_iterations
+            opts.mapper.ba_local_num_images = options.ba_local_num_images
+            opts.mapper.ba_global_ignore_redundant_points3D = options.ba_skip_redundant_points
+            if options.ba_threads_always:
+                opts.ba_min_num_residuals_for_cpu_multi_threading = 0
+        backend = pycolmap.BundleAdjustmentBackend.CASPAR if options.ba_backend == "caspar" else \
+            pycolmap.BundleAdjustmentBackend.CERES
+        opts.ba_local_backend = opts.ba_global_backend = backend
         if low_parallax:
             # COLMAP looks for a starting pair seen 16 degrees apart, then relaxes twice (8, 4), searching all
             # pairs each time: with little parallax the first searches cannot succeed and cost most of the run.
@@ -525,33 +536,34 @@ def reconstruct(database: Path, image_dir: Path, names: list[str], options: Pose
     say = progress or (lambda step, frac: None)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     say("features", 0.0)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     settings = extraction_settings(image_dir, names, options)
     reused = prepare_database(database, settings, matching_settings(options))
     decided = extract(database, image_dir, names, options, settings)
-    seconds["features"] = time.perf_counter() - t
+    seconds["features"], cpu["features"] = time.perf_counter() - t, time.process_time() - c
     log.info("features: %.1f s (%s; reused from the database: %s)", seconds["features"], decided, reused)
 
     say("matching", 0.25)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     plan = plan_pairs(database, names, options, ordered_hint)
     log.info("matching: %s (%s)", plan.scheme, plan.reason)
     match(database, names, plan, options, work)
-    seconds["matching"] = time.perf_counter() - t
+    seconds["matching"], cpu["matching"] = time.perf_counter() - t, time.process_time() - c
     matching_desc = f"{plan.scheme}: {plan.reason}" + ("" if plan.pairs is None else f"; {len(plan.pairs)} pairs")
 
     say("mapping", 0.5)
     refine_pp = options.refine_principal_point
     if refine_pp is None:
         refine_pp = decided["single_camera"] and len(names) >= 20
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     evidence = read_evidence(database, names, options.min_num_inliers)
     order, why = order_of_mappers(options, evidence)
     log.info("mappers: %s (%s)", " then ".join(order), why)
     choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence)
-    seconds["mapping"] = time.perf_counter() - t
+    seconds["mapping"], cpu["mapping"] = time.perf_counter() - t, time.process_time() - c
     best = choice.best
     others = [{"images": r.num_reg_images(), "names": sorted(im.name for im in r.images.values() if im.has_pose)}
               for r in choice.models.values() if r is not best]
@@ -559,4 +571,4 @@ def reconstruct(database: Path, image_dir: Path, names: list[str], options: Pose
     refuse_untrustworthy(choice, len(names), options)
     return SfmOutput(best, choice.mapper, matching_desc, seconds, others, choice.attempts,
                      {**evidence.to_dict(), "mapper_order": order, "why": why},
-                     choice.check.to_dict() if choice.check is not None else None, reused)
+                     choice.check.to_dict() if choice.check is not None else None, reused, cpu)

@@ -8,6 +8,8 @@ from pathlib import Path
 ENGINES = ("auto", "colmap", "vggt", "known")
 MATCHING = ("auto", "sequential", "exhaustive", "retrieval")
 MAPPERS = ("auto", "incremental", "global")
+MAPPING_PRESETS = ("fast", "thorough")
+BA_BACKENDS = ("ceres", "caspar")
 
 
 @dataclass
@@ -56,11 +58,28 @@ class PoseOptions:
     # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
     # (phone principal points sit ~15 px off-centre, which otherwise tilts every pose by ~0.6 degrees).
     refine_principal_point: bool | None = None
-    # Incremental mapper's global bundle adjustment: after the model grew by this factor (COLMAP: 1.1), with at
-    # most this many refinement rounds (COLMAP: 5 global, 2 local). Fox: 40% less mapping CPU time, same poses.
-    ba_global_ratio: float = 1.4
+    # Incremental mapper's speed. "fast": the bundle-adjustment settings below; "thorough": COLMAP's own
+    # schedule and sizes (the ba_* fields below are then ignored; docs/benchmarks-poses.md "Mapping time").
+    mapping_preset: str = "fast"  # fast | thorough
+    # Global bundle adjustment after the model grew by this factor (COLMAP: 1.1), with at most this many
+    # refinement rounds (COLMAP: 5 global, 2 local) and Ceres iterations (-1: COLMAP's 50 global, 25 local).
+    # Fox, same matches, 2 threads: 1.4 and no iteration limit 26.1 CPU s, 0.181 degrees median rotation error;
+    # 2.0 with 25/10 iterations 19.4 CPU s, 0.177 degrees (docs/benchmarks-poses.md "Mapping time").
+    ba_global_ratio: float = 2.0
     ba_global_max_refinements: int = 2
     ba_local_max_refinements: int = 1
+    ba_global_max_iterations: int = 25
+    ba_local_max_iterations: int = 10
+    ba_local_num_images: int = 6  # images optimised together in a local bundle adjustment (COLMAP: 6)
+    # Global BA leaves out points that add no coverage (COLMAP: off). Fox: -9 % mapping CPU but 0.198 instead
+    # of 0.181 degrees: off.
+    ba_skip_redundant_points: bool = False
+    # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
+    # time on many cores, slightly more CPU time.
+    ba_threads_always: bool = False
+    # Bundle adjustment solver: ceres (CPU, or Ceres' CUDA sparse solver with use_gpu) | caspar (COLMAP's GPU
+    # bundle adjuster: needs a pycolmap built with it; an inexact solver).
+    ba_backend: str = "ceres"
     min_registered_fraction: float = 0.5  # fewer placed photos than this (or than 3) is a failure, not a model
     # --- known cameras / VGGT ---
     cameras: Path | None = None  # transforms.json | COLMAP folder | rig JSON/pickle: skip SfM
@@ -86,7 +105,9 @@ class PoseOptions:
         if self.vggt_weights is not None:
             self.vggt_weights = Path(self.vggt_weights)
         for name, value, allowed in (("engine", self.engine, ENGINES), ("matching", self.matching, MATCHING),
-                                     ("mapper", self.mapper, MAPPERS)):
+                                     ("mapper", self.mapper, MAPPERS),
+                                     ("mapping_preset", self.mapping_preset, MAPPING_PRESETS),
+                                     ("ba_backend", self.ba_backend, BA_BACKENDS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
 
@@ -104,7 +125,7 @@ class PoseResult:
     unregistered: list[str]
     mean_reprojection_error: float | None
     points: int
-    seconds: dict[str, float]
+    seconds: dict[str, float]  # wall seconds per sub-step
     model: Path
     transforms: Path | None = None
     images_undistorted: Path | None = None
@@ -115,6 +136,8 @@ class PoseResult:
     notes: list[str] = field(default_factory=list)
     check: dict | None = None  # poses/validate.py ModelCheck of the kept model
     evidence: dict = field(default_factory=dict)  # what the matches showed and the mapper order it implied
+    # process CPU seconds per sub-step (all threads; features/matching/mapping for the colmap engine only)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = asdict(self)

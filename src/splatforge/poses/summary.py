@@ -27,10 +27,12 @@ def summarize_poses(run_dir: Path, reference: Path | None = None) -> dict:
     run = RunDir(Path(run_dir))
     info = read_json(run.poses_json, default=None) or {}
     seconds = info.get("seconds") or {}
+    cpu = info.get("cpu_seconds") or {}
     out = {"registered": info.get("registered"), "total": info.get("total"), "engine": info.get("engine"),
            "mapper": info.get("mapper"), "matching": (info.get("matching") or "").split(":")[0] or None,
            "points": info.get("points"), "reprojection_px": info.get("mean_reprojection_error"),
-           "seconds": {k: seconds.get(k) for k in STEPS}, "check": info.get("check"), "accuracy": None}
+           "seconds": {k: seconds.get(k) for k in STEPS}, "cpu_seconds": {k: cpu.get(k) for k in STEPS},
+           "check": info.get("check"), "accuracy": None}
     if reference is not None and Path(reference).exists() and run.sparse.exists() and info.get("registered"):
         try:
             out["accuracy"] = accuracy(run, Path(reference))
@@ -39,13 +41,14 @@ def summarize_poses(run_dir: Path, reference: Path | None = None) -> dict:
     return out
 
 
-def table(rows: list[dict]) -> str:
-    """A short fixed-width table of `summarize_poses` rows (each with a "capture" key)."""
+def table(rows: list[dict], key: str = "seconds") -> str:
+    """A short fixed-width table of `summarize_poses` rows (each with a "capture" key): the sub-steps' wall
+    seconds, or with key="cpu_seconds" their process CPU seconds."""
     head = ["capture", "reg", "mapper", "match", *(s[:6] for s in STEPS), "rot° med", "rot° max"]
     lines = [" | ".join(head)]
     for r in rows:
         acc = r.get("accuracy") or {}
-        sec = r.get("seconds") or {}
+        sec = r.get(key) or {}
         cells = [r.get("capture", "?"), f"{r.get('registered')}/{r.get('total')}", str(r.get("mapper")),
                  str(r.get("matching")), *(_num(sec.get(s), ".1f") for s in STEPS),
                  _num(acc.get("rotation_median_deg"), ".2f"), _num(acc.get("rotation_max_deg"), ".2f")]
