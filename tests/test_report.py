@@ -408,3 +408,23 @@ def test_missing_lpips_says_how_to_enable_it(tmp_path, monkeypatch):
     assert report["training"]["lpips_note"] == note
     page = unescape(run.report_html.read_text())
     assert note in page and f"curl -L -o {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in page and ALEXNET_URL in page
+
+
+def test_the_report_takes_each_views_score_from_training_instead_of_decoding_it(tmp_path, monkeypatch):
+    """renders/views.json (written by training's evaluation) gives each view's PSNR; the PNGs are not read
+    again (a 1000-image capture's 125 hold-out pairs took the report 30 s to decode)."""
+    import splatforge.report.build as build
+
+    run = RunDir(tmp_path / "run").create()
+    for i in range(3):
+        _write_render_pair(run.renders / f"{i:04d}.png", 4.0, 10 + i)
+    atomic_write_json(run.render_scores, {"views": [{"name": "0000", "psnr": 31.5, "ssim": 0.9, "lpips": None},
+                                                    {"name": "0001", "psnr": 22.25, "ssim": 0.8, "lpips": None}]})
+    decoded = []
+    real = build.pair_psnr
+    monkeypatch.setattr(build, "pair_psnr", lambda path: decoded.append(path.name) or real(path))
+    section = build.renders_section(run, {})
+    views = {v["name"]: v["psnr"] for v in section["views"]}
+    assert views["0000"] == 31.5 and views["0001"] == 22.25 and section["worst"]["name"] == "0001"
+    assert decoded == ["0002.png"]  # only the view training did not score is measured from its PNG
+    assert views["0002"] == pytest.approx(20 * np.log10(255 / 4.0), abs=0.3)

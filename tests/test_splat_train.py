@@ -100,6 +100,9 @@ def test_training_raises_held_out_psnr(capture64, tmp_path, monkeypatch):
     assert "curl -L -o" in info["lpips_note"] and str(tmp_path / "torch") in info["lpips_note"]
     renders = sorted(p.name for p in run.renders.glob("*.png"))
     assert renders == ["0001.png", "0009.png"]  # every 8th image, from the first
+    scores = json.loads(run.render_scores.read_text())["views"]  # what the report reads instead of the PNGs
+    assert [v["name"] for v in scores] == ["0001", "0009"]
+    assert np.mean([v["psnr"] for v in scores]) == pytest.approx(result.eval["psnr"])
     import cv2
 
     assert cv2.imread(str(run.renders / renders[0])).shape == (64, 128, 3)  # render | photograph

@@ -157,6 +157,9 @@ def collect_versions() -> dict[str, str | None]:
     return versions
 
 
+RENDER_SCORES = "views.json"  # in renders/: each held-out view's scores
+
+
 @dataclass(frozen=True)
 class RunDir:
     """Paths of one run folder. Creating the object touches nothing on disk."""
@@ -245,6 +248,11 @@ class RunDir:
     @property
     def renders(self) -> Path:
         return self.root / "renders"
+
+    @property
+    def render_scores(self) -> Path:
+        """Each held-out view's PSNR / SSIM (/ LPIPS), as training measured it."""
+        return self.renders / RENDER_SCORES
 
     @property
     def export_dir(self) -> Path:

@@ -310,6 +310,16 @@ def pair_psnr(path: Path) -> float | None:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def _view_scores(run: RunDir) -> dict[str, float]:
+    """Each held-out view's PSNR as training measured it (renders/views.json), by file stem; {} if absent
+    (older runs: the report then measures each render|photo PNG itself)."""
+    try:
+        doc = json.loads(run.render_scores.read_text())
+        return {str(v["name"]): float(v["psnr"]) for v in doc["views"] if v.get("psnr") is not None}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def renders_section(run: RunDir, stages: dict) -> dict[str, Any]:
     files = sorted(p for p in run.renders.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
         if run.renders.is_dir() else []
@@ -319,9 +329,11 @@ def renders_section(run: RunDir, stages: dict) -> dict[str, Any]:
             section["note"] += " See the training section for why."
         return section
     views = []
+    known = _view_scores(run)
     for path in files:
         try:
-            value = pair_psnr(path) if path.suffix.lower() == ".png" else None
+            value = known.get(path.stem) if path.stem in known else (
+                pair_psnr(path) if path.suffix.lower() == ".png" else None)
         except Exception as exc:  # a truncated PNG: listed, without a score
             log.debug("render %s unreadable: %s", path, exc)
             value = None
