@@ -108,7 +108,7 @@ def test_two_processes_train_one_scene_stop_together_and_resume(capture, tmp_pat
 
     run = RunDir(tmp_path / "run")
     shutil.copytree(capture, run.root)
-    opts = options(200, gpus="cpu,cpu", log_every=20)
+    opts = options(120, gpus="cpu,cpu", log_every=20)
     seen = []
 
     def cancel_after_first(progress):
@@ -118,21 +118,21 @@ def test_two_processes_train_one_scene_stop_together_and_resume(capture, tmp_pat
     events = Events(on_progress=cancel_after_first)
     with pytest.raises(TrainingInterrupted) as stopped:
         train(run, opts, events)
-    # 100 steps for 2 ranks; both stop at one of the next points where they agree (every 20 steps)
-    assert seen[0] == 20 and stopped.value.step in (40, 60, 80)
+    # 60 steps for 2 ranks; both stop at one of the next points where they agree (every 20 steps, and the end)
+    assert seen[0] == 20 and stopped.value.step in (40, 60)
     saved = load_checkpoint(list_checkpoints(run.checkpoints)[-1][1])
     assert saved["world_size"] == 2 and len(saved["shards"]) == 2
     assert sum(saved["shards"]) == len(saved["params"]["means"]) == len(saved["optimizers"]["means"]["state"][0]["exp_avg"])
 
     result = train(run, opts)
     info = json.loads(run.train_json.read_text())
-    assert result.steps == 100 and info["processes"] == 2 and result.device == "2 x cpu"
+    assert result.steps == 60 and info["processes"] == 2 and result.device == "2 x cpu"
     assert result.eval["psnr"] > result.initial_eval["psnr"] + 1.0, (result.initial_eval, result.eval)
     final = load_checkpoint(result.checkpoint)
     assert sum(final["shards"]) == result.num_gaussians == len(final["params"]["means"])
     assert len(read_ply(export_ply(run))["means"]) == result.num_gaussians
     steps = [json.loads(x)["step"] for x in run.metrics_jsonl.read_text().splitlines() if "loss" in x]
-    assert steps == [20, 40, 60, 80, 100]  # rank 0 alone writes, no line twice across the stop
+    assert steps == [20, 40, 60]  # rank 0 alone writes, no line twice across the stop
 
     # another number of processes cannot take these shards back: it starts over, and says so
     single = train(run, options(40, log_every=40))

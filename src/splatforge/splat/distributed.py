@@ -212,6 +212,8 @@ def _rank_main(rank: int, devices: list[str], port: int, run_path: str, options,
     device = torch.device(devices[rank])
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:  # ranks on the CPU share its cores: each takes its part instead of all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(devices)))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=len(devices),
                             **({"device_id": device} if device.type == "cuda" else {}))
