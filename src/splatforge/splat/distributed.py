@@ -286,7 +286,7 @@ def train_on_devices(run_path, options, events, devices: list[str]):
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead and died_at is None:
                     died_at = time.monotonic()
-                # a rank that died without a word leaves the others waiting in a collective
+                # a rank that died (or failed) leaves the others waiting in a collective
                 if died_at is not None and time.monotonic() - died_at > 10:
                     for p in alive:
                         p.terminate()
@@ -297,9 +297,10 @@ def train_on_devices(run_path, options, events, devices: list[str]):
                 result = payload
             elif kind == "interrupted":
                 interrupted = payload
-            elif kind == "error":
+            elif kind == "error":  # the other ranks may be waiting in a collective for this one: stop them
                 errors.append(payload)
                 cancel.set()
+                died_at = died_at or time.monotonic()
     except KeyboardInterrupt:
         cancel.set()
         raise
