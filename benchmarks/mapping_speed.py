@@ -49,10 +49,10 @@ def parse_variant(text: str) -> tuple[str, dict, dict]:
 
 
 def with_raw(raw: dict):
-    """pycolmap.incremental_mapping with `raw` set on its options just before it runs."""
-    original = pycolmap.incremental_mapping
+    """colmap_engine.run_incremental with `raw` set on its options just before it runs."""
+    original = colmap_engine.run_incremental
 
-    def patched(database, image_dir, out, opts):
+    def patched(database, image_dir, out, opts, *args):
         for key, value in raw.items():
             target = opts
             *path, last = key.split(".")
@@ -61,7 +61,7 @@ def with_raw(raw: dict):
             if isinstance(getattr(target, last), pycolmap.BundleAdjustmentBackend):
                 value = getattr(pycolmap.BundleAdjustmentBackend, value)
             setattr(target, last, value)
-        return original(database, image_dir, out, opts)
+        return original(database, image_dir, out, opts, *args)
 
     return original, patched
 
@@ -86,14 +86,14 @@ def main() -> None:
         label, pose, raw = parse_variant(text)
         options = PoseOptions(num_threads=args.threads, **pose)
         original, patched = with_raw(raw)
-        pycolmap.incremental_mapping = patched
+        colmap_engine.run_incremental = patched
         out = args.out / label.replace(" ", "_")
         cpu, wall = time.process_time(), time.perf_counter()
         try:
             models = colmap_engine._map("incremental", database, frames, out, names, options, bool(args.refine_pp),
                                         args.low_parallax)
         finally:
-            pycolmap.incremental_mapping = original
+            colmap_engine.run_incremental = original
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         row = {"variant": label, "registered": best.num_reg_images() if best else 0, "total": len(names),
@@ -103,7 +103,8 @@ def main() -> None:
             reference = reference or scene
             err = compare_poses(scene, reference)
             row.update(rot_median_deg=round(err.median_rotation_deg, 3), rot_max_deg=round(err.max_rotation_deg, 3),
-                       points=best.num_points3D(), reproj_px=round(best.compute_mean_reprojection_error(), 3))
+                       points=best.num_points3D(), reproj_px=round(best.compute_mean_reprojection_error(), 3),
+                       cameras=[[round(float(v), 4) for v in c.params] for c in best.cameras.values()])
         print(json.dumps(row), flush=True)
         shutil.rmtree(out, ignore_errors=True)
 

@@ -250,9 +250,82 @@ def _incremental_options(monkeypatch, tmp_path, options: PoseOptions):
 
     seen = []
     monkeypatch.setattr(pycolmap, "incremental_mapping", lambda db, images, out, opts: seen.append(opts) or {})
+    monkeypatch.setattr(colmap_engine, "run_incremental",
+                        lambda db, images, out, opts, from_images=0: seen.append(opts) or {})
     assert colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", ["a.jpg"], options,
                               True) == {}
     return seen[0]
+
+
+class _FakePipeline:
+    """Stands in for pycolmap.IncrementalPipeline: registers `grow` images after a starting pair, in `models`
+    models, and records whether each bundle adjustment would refine the distortion."""
+
+    models: list[int] = []
+    seen: list[tuple[int, bool]] = []
+
+    def __init__(self, options, database, manager):
+        self.options, self.manager, self.callbacks = options, manager, {}
+
+    def add_callback(self, kind, fn):
+        self.callbacks[kind] = fn
+
+    def run(self):
+        import pycolmap
+
+        kinds = pycolmap.IncrementalPipelineCallback
+        for grow in self.models:
+            self.callbacks[kinds.INITIAL_IMAGE_PAIR_REG_CALLBACK]()
+            for n in range(3, grow + 3):
+                self.callbacks[kinds.NEXT_IMAGE_REG_CALLBACK]()
+                self.seen.append((n, self.options.ba_refine_extra_params))  # the BA after registration n
+            self.manager.models.append(pycolmap.Reconstruction())
+
+
+class _FakeManager:
+    def __init__(self):
+        self.models = []
+
+    def size(self):
+        return len(self.models)
+
+    def get(self, i):
+        return self.models[i]
+
+
+def test_distortion_is_fixed_until_the_model_is_large_enough(monkeypatch, tmp_path):
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    run_incremental = colmap_engine.run_incremental  # _incremental_options replaces it
+    # the schedule's settings reach pycolmap: distortion off at the start, on from `fix_distortion_until` images
+    assert PoseOptions().fix_distortion_until == 10
+    assert not _incremental_options(monkeypatch, tmp_path, PoseOptions()).ba_refine_extra_params
+    assert _incremental_options(monkeypatch, tmp_path, PoseOptions(fix_distortion_until=0)).ba_refine_extra_params
+    assert colmap_engine.distortion_from(PoseOptions(), 67) == 10
+    assert colmap_engine.distortion_from(PoseOptions(), 8) == 4  # small captures: half the photos
+    assert colmap_engine.distortion_from(PoseOptions(), 4) == 3
+    assert colmap_engine.distortion_from(PoseOptions(fix_distortion_until=0), 67) == 0
+
+    monkeypatch.setattr(pycolmap, "IncrementalPipeline", _FakePipeline)
+    monkeypatch.setattr(pycolmap, "ReconstructionManager", _FakeManager)
+    monkeypatch.setattr(pycolmap.Database, "open", lambda path: type("Db", (), {"close": lambda self: None})())
+    _FakePipeline.models, _FakePipeline.seen = [12, 3], []
+    opts = pycolmap.IncrementalPipelineOptions()
+    models = run_incremental(tmp_path / "db", tmp_path, tmp_path / "out", opts, 10)
+    assert len(models) == 2 and (tmp_path / "out" / "1" / "cameras.bin").exists()
+    first, second = _FakePipeline.seen[:12], _FakePipeline.seen[12:]
+    # fixed while the model has fewer than 10 images; refined from then on, the final global BA included
+    assert [refined for _, refined in first] == [n >= 10 for n, _ in first] and first[-1] == (14, True)
+    assert second == [(3, False), (4, False), (5, False)]  # a new model starts with the distortion fixed again
+
+    # 0: pycolmap's own incremental mapping, distortion refined from the first two-view bundle adjustment
+    called = []
+    monkeypatch.setattr(pycolmap, "incremental_mapping", lambda *a: called.append(a[3].ba_refine_extra_params) or {})
+    opts.ba_refine_extra_params = True
+    assert run_incremental(tmp_path / "db", tmp_path, tmp_path / "out", opts, 0) == {}
+    assert called == [True]
 
 
 def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):

@@ -453,9 +453,65 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     opts.random_seed = options.seed
     opts.min_num_matches = options.min_num_inliers
     opts.image_names = list(names)
-    fn = pycolmap.incremental_mapping if kind == "incremental" else pycolmap.global_mapping
-    models = fn(database, image_dir, out, opts)
+    if kind == "incremental":
+        opts.ba_refine_extra_params = options.fix_distortion_until <= 0
+        models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)))
+    else:
+        models = pycolmap.global_mapping(database, image_dir, out, opts)
     return dict(models)
+
+
+def distortion_from(options: PoseOptions, images: int) -> int:
+    """Registered images from which the incremental mapper refines the distortion (0: from the start)."""
+    if options.fix_distortion_until <= 0:
+        return 0
+    return max(3, min(options.fix_distortion_until, images // 2))
+
+
+def run_incremental(database: Path, image_dir: Path, out: Path, opts, distortion_from_images: int = 0) -> dict:
+    """pycolmap's incremental mapping with the camera's distortion (extra parameters) kept fixed until the
+    model being built has `distortion_from_images` registered images; every bundle adjustment after that (local
+    and global, the final global one included) refines it. 0: refined from the first two-view bundle
+    adjustment, as COLMAP does (`pycolmap.incremental_mapping` itself).
+
+    Why: a two-view bundle adjustment of a starting pair a few degrees apart can fit any distortion. On the
+    colosseum video it fitted k2 1.28 (over COLMAP's max_extra_param 1.0), after which the mapper refused every
+    next frame and spent minutes in failed starts (docs/benchmarks-poses.md, "Distortion schedule").
+    """
+    pycolmap = _pycolmap()
+    if distortion_from_images <= 0:
+        return dict(pycolmap.incremental_mapping(database, image_dir, out, opts))
+    opts.image_path = str(image_dir)
+    opts.ba_refine_extra_params = False
+    manager = pycolmap.ReconstructionManager()
+    db = pycolmap.Database.open(database)
+    try:
+        pipeline = pycolmap.IncrementalPipeline(opts, db, manager)
+        live = pipeline.options  # the pipeline's own options object: read anew by each bundle adjustment
+        registered = [0]
+
+        def started():  # a new model from its starting pair (also after a discarded one)
+            registered[0] = 2
+            live.ba_refine_extra_params = False
+
+        def grew():
+            registered[0] += 1
+            if registered[0] >= distortion_from_images and not live.ba_refine_extra_params:
+                log.info("incremental mapping: %d images registered, distortion refined from now on",
+                         registered[0])
+                live.ba_refine_extra_params = True
+
+        callbacks = pycolmap.IncrementalPipelineCallback
+        pipeline.add_callback(callbacks.INITIAL_IMAGE_PAIR_REG_CALLBACK, started)
+        pipeline.add_callback(callbacks.NEXT_IMAGE_REG_CALLBACK, grew)
+        pipeline.run()
+    finally:
+        db.close()
+    models = {i: manager.get(i) for i in range(manager.size())}
+    for i, model in models.items():
+        (out / str(i)).mkdir(parents=True, exist_ok=True)
+        model.write(out / str(i))
+    return models
 
 
 @dataclass

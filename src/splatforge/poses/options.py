@@ -58,6 +58,13 @@ class PoseOptions:
     # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
     # (phone principal points sit ~15 px off-centre, which otherwise tilts every pose by ~0.6 degrees).
     refine_principal_point: bool | None = None
+    # The incremental mapper keeps the camera's distortion fixed until its model has this many registered images
+    # (at most half the photos, at least 3), then refines it in every bundle adjustment. 0: from the first
+    # two-view bundle adjustment (COLMAP's way), which once fitted colosseum's 4-degree starting pair with k2
+    # 1.28 and then registered nothing more. Colosseum: one model of 67/67 in 175 CPU s instead of two models
+    # in 212; fox 0.176 degrees median (0.180 before); fern, dtu unchanged (docs/benchmarks-poses.md
+    # "Distortion schedule").
+    fix_distortion_until: int = 10
     # Incremental mapper's speed. "fast": the bundle-adjustment settings below; "thorough": COLMAP's own
     # schedule and sizes (the ba_* fields below are then ignored; docs/benchmarks-poses.md "Mapping time").
     mapping_preset: str = "fast"  # fast | thorough
