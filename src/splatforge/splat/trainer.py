@@ -429,6 +429,8 @@ def train_process(run: RunDir | Path | str, options: TrainOptions, events: Event
                         bar.update(task, completed=done, stats=train_stats(metrics),
                                    mem=f"{metrics.gpu_mem_gb:.1f} GB" if metrics.gpu_mem_gb is not None else "")
                         events.progress("train", done / total, f"step {done}/{total}", train=metrics)
+                if not world.distributed:  # one process: a cancel asked during this step's report stops here
+                    stop = stop or events.cancelled
                 if options.eval_every and done % options.eval_every == 0 and done != total and eval_views:
                     ev = evaluate_all(sh_degree_at(step, config.sh_degree, config.sh_interval), lpips_fn)
                     if world.main:
