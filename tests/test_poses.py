@@ -300,12 +300,13 @@ def test_distortion_is_fixed_until_the_model_is_large_enough(monkeypatch, tmp_pa
 
     run_incremental = colmap_engine.run_incremental  # _incremental_options replaces it
     # the schedule's settings reach pycolmap: distortion off at the start, on from `fix_distortion_until` images
-    assert PoseOptions().fix_distortion_until == 10
-    assert not _incremental_options(monkeypatch, tmp_path, PoseOptions()).ba_refine_extra_params
+    assert PoseOptions().fix_distortion_until == 0  # off by default: see its comment
+    scheduled = PoseOptions(fix_distortion_until=10)
+    assert not _incremental_options(monkeypatch, tmp_path, scheduled).ba_refine_extra_params
     assert _incremental_options(monkeypatch, tmp_path, PoseOptions(fix_distortion_until=0)).ba_refine_extra_params
-    assert colmap_engine.distortion_from(PoseOptions(), 67) == 10
-    assert colmap_engine.distortion_from(PoseOptions(), 8) == 4  # small captures: half the photos
-    assert colmap_engine.distortion_from(PoseOptions(), 4) == 3
+    assert colmap_engine.distortion_from(scheduled, 67) == 10
+    assert colmap_engine.distortion_from(scheduled, 8) == 4  # small captures: half the photos
+    assert colmap_engine.distortion_from(scheduled, 4) == 3
     assert colmap_engine.distortion_from(PoseOptions(fix_distortion_until=0), 67) == 0
 
     monkeypatch.setattr(pycolmap, "IncrementalPipeline", _FakePipeline)
