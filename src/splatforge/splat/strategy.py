@@ -158,11 +158,6 @@ def enforce_cap(params, optimizers, state, cap: int) -> None:
     remove(params=params, optimizers=optimizers, state=state, mask=mask)
 
 
-def strategy_state_dict(state: dict) -> dict:
-    """The state as CPU tensors (for a checkpoint)."""
-    return {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in state.items()}
-
-
 def load_strategy_state(state: dict, saved: dict, device: torch.device) -> dict:
     for key, value in saved.items():
         state[key] = value.to(device) if torch.is_tensor(value) else value

@@ -55,7 +55,7 @@ from splatforge.splat.gaussians import InitOptions, empty_like_state, init_gauss
 from splatforge.splat.losses import photometric_loss, psnr
 from splatforge.splat.metrics import holdout_psnr, holdout_ssim, make_lpips
 from splatforge.splat.render import render, resolve_backend
-from splatforge.splat.strategy import build_strategy, initial_state, load_strategy_state, strategy_state_dict
+from splatforge.splat.strategy import build_strategy, initial_state, load_strategy_state
 from splatforge.stage import Cancelled, Events, TrainMetrics
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingInterrupted", "train"]
@@ -366,13 +366,9 @@ def train_process(run: RunDir | Path | str, options: TrainOptions, events: Event
     marks["initial_eval"] = time.perf_counter()
 
     def checkpoint(step: int) -> Path | None:
-        whole = gather_state(params, optimizers, sstate, world) if world.distributed else None
+        whole = gather_state(params, optimizers, sstate, world)  # one process: its own state, on the CPU
         if not world.main:
             return None
-        if whole is None:
-            whole = {"params": {k: v.detach().cpu() for k, v in params.items()},
-                     "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                     "strategy": strategy_state_dict(sstate), "shards": [len(params["means"])]}
         payload = {"step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0, "backend": backend,
                    "config": to_dict(config), "scene": scene, "preset": options.preset, **whole,
                    "world_size": world.size,
