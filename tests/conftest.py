@@ -1,11 +1,13 @@
-"""Shared fixtures: real captures from ../shared/data (read-only; copy before writing), GPU skips, and long
-commands started in the background."""
+"""Shared fixtures: real captures from ../shared/data (read-only; copy before writing), GPU skips, the
+expensive results several test modules read: one capture check per real capture; commands started in the
+background."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,28 @@ def copy_capture(data_dir, tmp_path):
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def checked_capture(data_dir, tmp_path_factory):
+    """checked_capture("fox") -> (report, wall seconds, sheet folder or None): `check_capture` with default options
+    on a copy of a real capture, computed once per session (test_capture_check.py and test_check_connectivity.py
+    read the same reports). sheet=True also writes the contact sheet (which makes thumbnails: not timed alike)."""
+    from splatforge.capture import check_capture
+
+    done: dict[tuple[str, bool], tuple] = {}
+
+    def _check(name: str, sheet: bool = False):
+        if (name, sheet) not in done:
+            src = data_dir / name
+            if not src.exists():
+                pytest.skip(f"test capture {name} not found in {data_dir}")
+            root = tmp_path_factory.mktemp(f"checked-{name}")
+            shutil.copytree(src, root / name)
+            folder = root / "sheet" if sheet else None
+            t0 = time.perf_counter()
+            report = check_capture(root / name, report_dir=folder)
+            done[name, sheet] = (report, time.perf_counter() - t0, folder)
+        return done[name, sheet]
+
+    return _check
