@@ -1,12 +1,14 @@
 """Shared fixtures: real captures from ../shared/data (read-only; copy before writing), GPU skips, the
-expensive results several test modules read: one capture check per real capture; commands started in the
-background."""
+expensive results several test modules read (one `splatforge demo` run, one capture check per real capture)
+and commands started in the background."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -133,6 +135,22 @@ def copy_capture(data_dir, tmp_path):
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`splatforge demo` exactly as a newcomer runs it (a fresh process), timed: (RunDir, its --json result,
+    seconds). One run for the session: test_pipeline.py checks the demo itself, test_check_connectivity.py
+    reads its capture check. Tests may re-run stages of it (test_pipeline: --from export) but not remove it."""
+    from splatforge.rundir import RunDir
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "splatforge", "demo", "-o", str(out), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return RunDir(out), json.loads(proc.stdout), seconds
 
 
 @pytest.fixture(scope="session")
