@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config, items):
 
 # --- Commands started in the background ---------------------------------------------------------------------
 # A test module may name long commands its tests need the result of, with no bound on their wall time, in a
-# module-level dict BACKGROUND = {fixture name: make_args(folder) -> argv}. When a selected test uses that
+# module-level dict BACKGROUND_COMMANDS = {fixture name: make_args(folder) -> argv}. When a selected test uses that
 # fixture, the command starts as the session starts, at the lowest CPU priority: it runs on the core the
 # (mostly single-threaded) tests leave idle, hardly slowing them; those tests run last and read its result.
 
@@ -86,7 +86,7 @@ def _lowest_priority() -> None:
 def _background_specs(items) -> dict:
     specs = {}
     for item in items:
-        table = getattr(getattr(item, "module", None), "BACKGROUND", None) or {}
+        table = getattr(getattr(item, "module", None), "BACKGROUND_COMMANDS", None) or {}
         specs.update({name: make for name, make in table.items() if name in getattr(item, "fixturenames", ())})
     return specs
 

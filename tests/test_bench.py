@@ -76,7 +76,7 @@ def _bench_command(folder):
 
 
 # The first bench run is started in the background as the session starts (conftest.py, BackgroundCommand).
-BACKGROUND = {"tiny_bench": _bench_command}
+BACKGROUND_COMMANDS = {"tiny_bench": _bench_command}
 
 
 @pytest.fixture
