@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,9 +33,14 @@ def _has_cuda() -> bool:
         return False
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background(name): the test reads the result of its module's "
+                            "BACKGROUND_COMMANDS[name], a command run in the background (conftest.py)")
+
+
 def pytest_collection_modifyitems(config, items):
-    # Tests that read a background command's result run last: by then it has finished (see BackgroundCommand).
-    items.sort(key=lambda item: bool(_background_specs([item])))  # stable: the order is otherwise kept
+    # Tests that read a background command's result run last: by then it has usually finished.
+    items.sort(key=lambda item: bool(_background_names(item)))  # stable: the order is otherwise kept
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -42,38 +49,51 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# --- Commands started in the background ---------------------------------------------------------------------
-# A test module may name long commands its tests need the result of, with no bound on their wall time, in a
-# module-level dict BACKGROUND_COMMANDS = {fixture name: make_args(folder) -> argv}. When a selected test uses that
-# fixture, the command starts as the session starts, at the lowest CPU priority: it runs on the core the
-# (mostly single-threaded) tests leave idle, hardly slowing them; those tests run last and read its result.
+# --- Commands run in the background -------------------------------------------------------------------------
+# Long commands whose wall time no test bounds (the tiny bench, pose estimation on the real captures) run in
+# the background while the other tests run: one at a time, at the lowest CPU priority, so they take the core
+# the (mostly single-threaded) tests leave idle and hardly slow them. A test module names them in a dict
+# BACKGROUND_COMMANDS = {name: make_args(folder) -> argv}; a test marked @pytest.mark.background(name) reads
+# the result through the `background` fixture. Marked tests run last; the commands of the selected tests
+# are queued in that order as the session starts. Each command's output is in its folder.
+
+_BACKGROUND: list[BackgroundCommand] = []
 
 
 class BackgroundCommand:
-    def __init__(self, args: list[str], folder: Path):
-        self.args, self.folder = args, folder
-        self._out = open(folder / "stdout.txt", "w+")  # closed by stop()
-        self._err = open(folder / "stderr.txt", "w+")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err, text=True, preexec_fn=_lowest_priority)
+    def __init__(self, name: str, args: list[str], folder: Path):
+        self.name, self.args, self.folder = name, args, folder
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+        self.seconds = self.waited = 0.0
+        self.finished = threading.Event()
 
-    def result(self, timeout: float) -> subprocess.CompletedProcess:
-        """Wait for the command; its exit code, stdout and stderr."""
+    def run(self) -> None:
+        t0 = time.perf_counter()
         try:
-            code = self.proc.wait(timeout=timeout)
+            with open(self.folder / "stdout.txt", "w") as out, open(self.folder / "stderr.txt", "w") as err:
+                self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, preexec_fn=_lowest_priority)
+                self.returncode = self.proc.wait()
         finally:
-            self.stop()
-        return subprocess.CompletedProcess(self.args, code, (self.folder / "stdout.txt").read_text(),
+            self.seconds = time.perf_counter() - t0
+            self.finished.set()
+
+    def result(self, timeout: float = 540) -> subprocess.CompletedProcess:
+        """Wait for the command (queued ones before it run first); its exit code, stdout and stderr."""
+        t0 = time.perf_counter()
+        finished = self.finished.wait(timeout)
+        self.waited += time.perf_counter() - t0
+        if not finished:
+            pytest.fail(f"background command {self.name} did not finish within {timeout} s: {self.args}")
+        return subprocess.CompletedProcess(self.args, self.returncode, (self.folder / "stdout.txt").read_text(),
                                            (self.folder / "stderr.txt").read_text())
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:  # nobody waited for it: the session stopped early (-x, a failed setup)
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, 9)  # its own process group: the command and the processes it started
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its process group: the command and what it started
             except ProcessLookupError:
                 pass
-            self.proc.wait()
-        self._out.close()
-        self._err.close()
 
 
 def _lowest_priority() -> None:
@@ -83,31 +103,49 @@ def _lowest_priority() -> None:
     os.nice(19)
 
 
-def _background_specs(items) -> dict:
-    specs = {}
-    for item in items:
-        table = getattr(getattr(item, "module", None), "BACKGROUND_COMMANDS", None) or {}
-        specs.update({name: make for name, make in table.items() if name in getattr(item, "fixturenames", ())})
-    return specs
+def _background_names(item) -> list[str]:
+    return [mark.args[0] for mark in item.iter_markers("background")]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def background(request, tmp_path_factory):
-    """Starts the background commands of the selected tests; background(name, make_args) -> BackgroundCommand
-    (started now if it was not)."""
+    """Queues the background commands of the selected tests; background(name) -> its BackgroundCommand."""
     jobs: dict[str, BackgroundCommand] = {}
+    for item in request.session.items:
+        for name in _background_names(item):
+            if name not in jobs:
+                make_args = item.module.BACKGROUND_COMMANDS[name]
+                folder = tmp_path_factory.mktemp(name.replace(":", "-"))
+                jobs[name] = BackgroundCommand(name, make_args(folder), folder)
+    _BACKGROUND[:] = jobs.values()
+    stop = threading.Event()
 
-    def get(name: str, make_args) -> BackgroundCommand:
+    def run_all() -> None:
+        for job in jobs.values():
+            if not stop.is_set():
+                job.run()
+
+    runner = threading.Thread(target=run_all, name="background-commands", daemon=True)
+    runner.start()
+
+    def get(name: str) -> BackgroundCommand:
         if name not in jobs:
-            folder = tmp_path_factory.mktemp(name)
-            jobs[name] = BackgroundCommand(make_args(folder), folder)
+            raise KeyError(f"{name} is not queued: mark the test @pytest.mark.background({name!r})")
         return jobs[name]
 
-    for name, make_args in _background_specs(request.session.items).items():
-        get(name, make_args)
     yield get
+    stop.set()
     for job in jobs.values():
-        job.stop()
+        job.kill()  # a session that ended early (-x, a failed setup) does not wait for what nobody read
+    runner.join(timeout=60)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _BACKGROUND:
+        terminalreporter.write_sep("-", "commands run in the background")
+        for job in _BACKGROUND:
+            state = "not run" if not job.finished.is_set() else f"exit {job.returncode} after {job.seconds:.1f} s"
+            terminalreporter.write_line(f"{job.name}: {state}; tests waited {job.waited:.1f} s for it")
 
 
 @pytest.fixture(scope="session")

@@ -75,20 +75,15 @@ def _bench_command(folder):
             "--steps", "10", "-o", str(folder / "bench"), "--backend", "reference"]
 
 
-# The first bench run is started in the background as the session starts (conftest.py, BackgroundCommand).
+# The first bench run happens in the background while other tests run (conftest.py, BackgroundCommand).
 BACKGROUND_COMMANDS = {"tiny_bench": _bench_command}
 
 
-@pytest.fixture
-def tiny_bench(background):
-    """(bench folder, command, CompletedProcess) of the first run."""
-    job = background("tiny_bench", _bench_command)
-    return job.folder / "bench", job.args, job.result(timeout=900)
-
-
 @pytest.mark.slow
-def test_tiny_bench_on_cpu_resumes_and_flags_regressions(tiny_bench, tmp_path):
-    out, cmd, first = tiny_bench
+@pytest.mark.background("tiny_bench")
+def test_tiny_bench_on_cpu_resumes_and_flags_regressions(background, tmp_path):
+    job = background("tiny_bench")
+    first, cmd, out = job.result(), job.args, job.folder / "bench"
     assert first.returncode == 0, first.stderr[-2000:]
     data = json.loads((out / "bench.json").read_text())
     assert len(data["cells"]) == 2 and all(c["ok"] for c in data["cells"])

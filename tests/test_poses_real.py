@@ -1,11 +1,16 @@
 """Pose stage on real captures (../shared/data) and on the synthetic capture: registration and accuracy.
 
-All slow (minutes on 2 cores): deselect with `-m "not slow"`. Data is copied to a temp folder first.
+All slow (minutes on 2 cores): deselect with `-m "not slow"`. Data is copied to a temp folder first. SfM on
+the real captures and on the forward-facing one runs in the background while other tests run, one capture at
+a time (tests/pose_job.py through conftest.py's BackgroundCommand); the tests here read what it wrote.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,16 +22,33 @@ from splatforge.scene.align import compare_poses
 
 pytestmark = pytest.mark.slow
 
-
-def _run(copy_capture, name, tmp_path, **kw):
-    src = copy_capture(name)
-    run_dir = tmp_path / "run"
-    # engine colmap: fox's own transforms.json would otherwise be used (engine auto)
-    return src, run_dir, estimate_poses_for(src / "images", run_dir, PoseOptions(**{"engine": "colmap", **kw}))
+POSE_JOB = Path(__file__).resolve().parent / "pose_job.py"
 
 
-def test_fox_all_registered_and_accurate(copy_capture, tmp_path):
-    src, run_dir, result = _run(copy_capture, "fox", tmp_path)
+def _pose_job(capture: str):
+    return lambda folder: [sys.executable, str(POSE_JOB), capture, str(folder)]
+
+
+BACKGROUND_COMMANDS = {f"poses:{name}": _pose_job(name)
+                       for name in ("fox", "llff_fern", "dtu_scan24", "sacre_coeur", "forward-facing")}
+
+
+def _posed(background, data_dir, name):
+    """(capture copy, run folder, the PoseResult as poses.json holds it) of
+    estimate_poses_for(capture/images, run, PoseOptions(engine="colmap")), run by tests/pose_job.py."""
+    if data_dir is not None and not (data_dir / name).exists():
+        pytest.skip(f"test capture {name} not found in {data_dir}")
+    job = background(f"poses:{name}")
+    done = job.result()
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = job.folder / "run"
+    return job.folder / "capture", run_dir, SimpleNamespace(**json.loads((run_dir / "poses.json").read_text()))
+
+
+@pytest.mark.background("poses:fox")
+def test_fox_all_registered_and_accurate(background, data_dir):
+    src, run_dir, result = _posed(background, data_dir, "fox")
+    assert result.engine == "colmap"
     assert result.registered == result.total == 50 and result.unregistered == []
     reference = read_scene(src / "transforms.json")
     err = compare_poses(read_colmap(run_dir / "sparse" / "0", run_dir / "frames"), reference)
@@ -42,9 +64,11 @@ def test_fox_all_registered_and_accurate(copy_capture, tmp_path):
     assert set(poses["seconds"]) >= steps and set(poses["cpu_seconds"]) >= steps
 
 
-@pytest.mark.parametrize("name,minimum", [("llff_fern", 20), ("dtu_scan24", 49), ("sacre_coeur", 8)])
-def test_real_captures_register(copy_capture, tmp_path, name, minimum):
-    _, run_dir, result = _run(copy_capture, name, tmp_path)
+@pytest.mark.parametrize("name,minimum", [pytest.param(name, minimum, marks=pytest.mark.background(f"poses:{name}"))
+                                          for name, minimum in (("llff_fern", 20), ("dtu_scan24", 49),
+                                                                ("sacre_coeur", 8))])
+def test_real_captures_register(background, data_dir, name, minimum):
+    _, run_dir, result = _posed(background, data_dir, name)
     assert result.registered >= minimum, (result.unregistered_reasons, result.notes)
     assert set(result.unregistered_reasons) == set(result.unregistered)  # every missing image has a reason
     assert result.mean_reprojection_error < 2.0 and (run_dir / "transforms.json").exists()
@@ -103,43 +127,14 @@ def test_known_cameras_with_triangulation_put_points_on_the_surface(synthetic, t
     assert np.median(rel) < 0.01 and np.mean(rel < 0.05) > 0.9
 
 
-def _forward_facing_capture(out, spacing: float = 0.05, grid: int = 5, size=(320, 240)):
-    """An LLFF-like capture: cameras on a small grid, all looking the same way (little parallax)."""
-    import cv2
-
-    from splatforge.scene.conventions import look_at_w2c
-    from splatforge.scene.transforms import write_transforms
-    from splatforge.scene.types import Frame, Scene
-    from splatforge.synthetic import SyntheticOptions, build_world, make_camera, render_view
-
-    opts = SyntheticOptions(width=size[0], height=size[1], fov_deg=60, seed=1)
-    world, camera = build_world(opts), make_camera(opts)
-    centre, target = np.array([4.0, 0.0, 1.2]), np.array([0.0, 0.0, 0.5])
-    forward = (target - centre) / np.linalg.norm(target - centre)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
-    (out / "images").mkdir(parents=True)
-    frames = []
-    for k in range(grid * grid):
-        i, j = k % grid, k // grid
-        eye = centre + spacing * ((i - (grid - 1) / 2) * right + (j - (grid - 1) / 2) * up)
-        w2c = look_at_w2c(eye, eye + forward)
-        path = out / "images" / f"{k + 1:03d}.png"
-        cv2.imwrite(str(path), render_view(world, camera, w2c)[:, :, ::-1])
-        frames.append(Frame(name=f"images/{path.name}", image=path, camera=camera, w2c=w2c))
-    write_transforms(Scene(frames=frames), out / "transforms.json")
-
-
-def test_forward_facing_capture_is_mapped_from_a_narrow_starting_pair_and_checked(tmp_path):
+@pytest.mark.background("poses:forward-facing")
+def test_forward_facing_capture_is_mapped_from_a_narrow_starting_pair_and_checked(background):
     """5 cm steps 4 m from the scene: COLMAP's incremental mapper used to spend most of its time looking for a
     wide starting pair that does not exist (0/25 in the issue); the matches show it (most pairs fit a
     homography), so it starts from a narrow one."""
-    _forward_facing_capture(tmp_path / "ff")
-    result = estimate_poses_for(tmp_path / "ff" / "images", tmp_path / "run", PoseOptions(engine="colmap"))
+    ff, run_dir, result = _posed(background, None, "forward-facing")  # pose_job.forward_facing_capture
     assert result.registered == result.total == 25
     assert result.mapper == "incremental" and result.evidence["low_parallax_share"] >= 0.5
     assert "4 degrees apart" in result.evidence["why"] and result.check["ok"]
-    err = compare_poses(read_colmap(tmp_path / "run" / "sparse" / "0", tmp_path / "run" / "frames"),
-                        read_scene(tmp_path / "ff" / "transforms.json"))
+    err = compare_poses(read_colmap(run_dir / "sparse" / "0", run_dir / "frames"), read_scene(ff / "transforms.json"))
     assert err.median_rotation_deg <= 0.5, err.to_dict()
