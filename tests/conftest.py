@@ -101,6 +101,8 @@ def _lowest_priority() -> None:
     # would then share the CPU between the session's tests and it evenly, whatever its nice value.
     os.setpgid(0, 0)
     os.nice(19)
+    if hasattr(os, "SCHED_IDLE"):  # Linux: run only when a core has nothing else to do
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _background_names(item) -> list[str]:
