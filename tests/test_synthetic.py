@@ -6,6 +6,7 @@ generator (OpenCV SIFT, epipolar geometry, pycolmap), so a convention slip in th
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -241,13 +242,15 @@ def test_handheld_path_is_smooth_looks_at_the_scene_and_matches(tmp_path):
         assert np.median(_sampson(_fundamental(f1.camera, f1.w2c, f2.camera, f2.w2c), x1, x2)) < 0.5
 
 
-def test_pycolmap_recovers_the_known_cameras(orbit, tmp_path):
-    pycolmap = pytest.importorskip("pycolmap")
-    from splatforge.scene import read_colmap
-    from splatforge.scene.align import compare_poses
+def pycolmap_models(folder: Path) -> None:
+    """pycolmap alone (SIFT, exhaustive matching, incremental mapping; one thread) on the default capture,
+    made in folder/orbit: models in folder/sparse/<k>. Run in the background while other tests run
+    (conftest.py, BackgroundCommand)."""
+    import pycolmap
 
-    out, scene, _ = orbit
-    database, sparse = tmp_path / "database.db", tmp_path / "sparse"
+    out = folder / "orbit"
+    make_synthetic_capture(out, SyntheticOptions())
+    database, sparse = folder / "database.db", folder / "sparse"
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_PINHOLE"  # one focal length, to be found by self-calibration
     extraction = pycolmap.FeatureExtractionOptions()
@@ -262,7 +265,26 @@ def test_pycolmap_recovers_the_known_cameras(orbit, tmp_path):
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = 1
     mapping.random_seed = 0
-    models = pycolmap.incremental_mapping(database, out / "images", sparse, mapping)
+    pycolmap.incremental_mapping(database, out / "images", sparse, mapping)
+
+
+_CODE = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+         "import test_synthetic as t; t.pycolmap_models(Path(sys.argv[1]))")
+BACKGROUND_COMMANDS = {"pycolmap:orbit": lambda folder: [sys.executable, "-c", _CODE, str(folder)]}
+
+
+@pytest.mark.background("pycolmap:orbit")
+def test_pycolmap_recovers_the_known_cameras(background):
+    pycolmap = pytest.importorskip("pycolmap")
+    from splatforge.scene import read_colmap
+    from splatforge.scene.align import compare_poses
+
+    job = background("pycolmap:orbit")
+    done = job.result()
+    assert done.returncode == 0, done.stderr[-3000:]
+    out, sparse = job.folder / "orbit", job.folder / "sparse"
+    scene = read_transforms(out / "transforms.json")
+    models = {int(d.name): pycolmap.Reconstruction(str(d)) for d in sparse.iterdir()} if sparse.exists() else {}
     assert models, "pycolmap built no model"
     best = max(models, key=lambda k: models[k].num_reg_images())
     assert models[best].num_reg_images() == len(scene.frames)
