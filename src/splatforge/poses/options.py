@@ -20,16 +20,19 @@ class PoseOptions:
     # --- features (SIFT) ---
     # longest side the features are extracted at. fox at 1280 instead of 1600: features -31 %, matching -40 %,
     # mapping -31 % CPU, median rotation error 0.182 instead of 0.189 degrees (docs/benchmarks-poses.md).
-    # 1024 instead of 1280 (issue 17, 2 cores): fox ~2130 -> ~1500 SIFT per photo, features 37 -> 26, matching
-    # 38 -> 26, mapping 21 -> 16 CPU s, 0.168 instead of 0.178 degrees median rotation error; at 800 px 0.189 /
-    # 0.308 max, too close to the 0.2 bound. Photos below 1024 px (fern, colosseum) are not affected.
-    # 1280 gives the old features back (docs/benchmarks.md "Pose stage feature budget").
+    # 1024 instead of 1280 (issue 17, 2 cores, process CPU s): fox ~2130 -> ~1500 SIFT per photo, features
+    # 37 -> 26, matching 38 -> 26, mapping 21 -> 16, median / max rotation error 0.168 / 0.244 degrees
+    # (0.178 / 0.253 at 1280); 800 px: 0.189 / 0.308, too close to the 0.2 bound. Photos of at most 1024 px
+    # (fern, colosseum's frames) are not affected. The old features: max_image_size=1280 with the old values
+    # of prescale, sequential_overlap and verify_max_trials below (docs/benchmarks.md "Pose stage feature
+    # budget").
     max_image_size: int = 1024
-    # Upper bound, not a target: COLMAP's CPU SIFT drops whole octaves to meet it, so on fox at 1280 px 2048 and
-    # 4096 gave the same ~2130 features per photo (GPU SIFT cuts exactly). The image size is the lever.
+    # An upper bound, not a target: COLMAP's CPU SIFT keeps whole octaves under it, so fox at 1280 px got the
+    # same ~2130 features per photo with 2048 as with 4096. The image size is the lever on the CPU.
     max_num_features: int = 4096
-    # Photos larger than max_image_size are shrunk with OpenCV before COLMAP reads them (colmap_engine.prescale)
-    # instead of COLMAP decoding and resizing each full photo. False: COLMAP's own resize (before issue 17).
+    # Photos larger than max_image_size are shrunk with OpenCV (area averaging) before COLMAP reads them
+    # (colmap_engine.prescale), instead of COLMAP decoding and resizing each full photo itself: fox's
+    # features 28 -> 19 CPU s in the stage, same registration and accuracy. False: COLMAP's own resize.
     prescale: bool = True
     # SIFT's first octave. COLMAP's -1 doubles the image first (4x the pixels): ~2.5x slower for features that
     # only matter on small images. 0 when the photo's own longest side is >= `upsample_below`, else -1
