@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -202,7 +203,9 @@ def extract(database: Path, image_dir: Path, names: list[str], options: PoseOpti
 def prescale(image_dir: Path, names: list[str], max_size: int, out: Path, num_threads: int = -1,
              link_only: set[str] = frozenset()) -> dict:
     """Copies of the photos larger than `max_size` shrunk to it with OpenCV (area averaging) into `out`, the
-    others (and those in `link_only`: features already in the database) linked. Returns name -> (x scale, y scale) back to the original, for the shrunk ones.
+    others (and those in `link_only`: features already in the database) linked. Returns name -> (x scale,
+    y scale) back to the original, for the shrunk ones. The copies are JPEG under the original names (COLMAP
+    reads a file by its content).
 
     Why: COLMAP decodes each full photo and resizes it itself before SIFT; on fox (1920 px photos, SIFT at
     1024 px) that was ~40 % of the feature time on 2 cores (docs/benchmarks.md "Pose stage feature budget").
@@ -235,8 +238,6 @@ def prescale(image_dir: Path, names: list[str], max_size: int, out: Path, num_th
         return name, (w / nw, h / nh)
 
     threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return {name: scale for name, scale in pool.map(one, names) if scale is not None}
 
