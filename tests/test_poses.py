@@ -371,3 +371,41 @@ def test_bundle_adjustment_backend_is_selectable(monkeypatch, tmp_path):
     assert opts.ba_local_backend == opts.ba_global_backend == pycolmap.BundleAdjustmentBackend.CASPAR
     with pytest.raises(ValueError, match="ba_backend"):
         PoseOptions(ba_backend="g2o")
+
+
+def test_prescaled_features_are_in_the_original_pixels(tmp_path):
+    """Photos shrunk with OpenCV before SIFT (PoseOptions.prescale) give the database COLMAP's own resize gives:
+    cameras of the original size, keypoints in the original pixels, and no copies left behind."""
+    import cv2
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        texture = cv2.resize(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (800, 600),
+                             interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(images / f"{i:04d}.jpg"), cv2.GaussianBlur(texture, (0, 0), 2.0))
+    names = ["0000.jpg", "0001.jpg"]
+    keypoints = {}
+    for prescale in (False, True):
+        database = tmp_path / f"db_{prescale}" / "database.db"
+        database.parent.mkdir()
+        options = PoseOptions(max_image_size=400, prescale=prescale, num_threads=1, use_gpu=False)
+        colmap_engine.extract(database, images, names, options)
+        assert not (database.parent / "prescaled").exists()
+        db = pycolmap.Database.open(database)
+        try:
+            assert [(c.width, c.height) for c in db.read_all_cameras()] == [(800, 600)]
+            keypoints[prescale] = {im.name: np.asarray(db.read_keypoints(im.image_id)) for im in db.read_all_images()}
+        finally:
+            db.close()
+        assert json.loads((database.parent / "features.json").read_text())["extraction"]["prescale"] is prescale
+    for name in names:
+        own, ours = keypoints[False][name], keypoints[True][name]
+        assert len(own) > 50 and len(ours) > 50
+        assert ours[:, 0].max() > 500 and ours[:, 1].max() > 350  # original pixels, not the 400 px copy's
+        nearest = np.linalg.norm(own[:, None, :2] - ours[None, :, :2], axis=2).min(axis=1)
+        assert np.mean(nearest < 2.0) > 0.7

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,12 +104,14 @@ def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions)
     if model == "auto":
         model = "RADIAL" if single else "SIMPLE_RADIAL"
     longest = max(max(s) for s in sizes.values())
-    effective = min(longest, options.max_image_size) if options.max_image_size > 0 else longest
     first_octave = options.first_octave
     if first_octave is None:
-        first_octave = 0 if effective >= options.upsample_below else -1
+        # Decided by the photos' own size, not the size SIFT works at: doubling (-1) is for photos that are
+        # small to begin with; a large photo shrunk below `upsample_below` would only cost 4x (PoseOptions).
+        first_octave = 0 if longest >= options.upsample_below else -1
     files = {name: [*sizes[name], (image_dir / name).stat().st_size] for name in names}
-    return {"camera_model": model, "single_camera": single, "first_octave": first_octave,
+    prescale = options.prescale and options.max_image_size > 0 and longest > options.max_image_size
+    return {"camera_model": model, "single_camera": single, "first_octave": first_octave, "prescale": prescale,
             "max_image_size": options.max_image_size, "max_num_features": options.max_num_features,
             "images": files}
 
@@ -116,7 +119,8 @@ def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions)
 def matching_settings(options: PoseOptions) -> dict:
     """Everything the verified matches of a pair depend on (the pairs themselves do not matter: COLMAP
     matches only pairs that are not in the database yet)."""
-    return {"max_ratio": options.max_ratio, "min_num_inliers": options.min_num_inliers, "seed": options.seed}
+    return {"max_ratio": options.max_ratio, "min_num_inliers": options.min_num_inliers, "seed": options.seed,
+            "verify_max_trials": options.verify_max_trials}
 
 
 def _read_note(database: Path) -> dict:
@@ -177,12 +181,108 @@ def extract(database: Path, image_dir: Path, names: list[str], options: PoseOpti
     extraction.sift.first_octave = settings["first_octave"]
     mode = pycolmap.CameraMode.SINGLE if settings["single_camera"] else pycolmap.CameraMode.PER_IMAGE
     device = pycolmap.Device.cuda if extraction.use_gpu else pycolmap.Device.cpu
-    pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
-                              extraction_options=extraction, device=device)
+    source, scales = image_dir, {}
+    if settings.get("prescale"):
+        source = Path(database).parent / "prescaled"
+        had = _names_with_features(database)
+        scales = prescale(image_dir, names, options.max_image_size, source, options.num_threads, had)
+    try:
+        pycolmap.extract_features(database, source, image_names=names, camera_mode=mode, reader_options=reader,
+                                  extraction_options=extraction, device=device)
+        if scales:
+            restore_scale(database, image_dir, scales, reader, had)
+    finally:
+        if source != image_dir:
+            shutil.rmtree(source, ignore_errors=True)
     note = _read_note(database)
     if note.get("extraction") != settings:
         _write_note(database, {"extraction": settings})
     return {k: settings[k] for k in ("single_camera", "camera_model", "first_octave")}
+
+
+def prescale(image_dir: Path, names: list[str], max_size: int, out: Path, num_threads: int = -1,
+             link_only: set[str] = frozenset()) -> dict:
+    """Copies of the photos larger than `max_size` shrunk to it with OpenCV (area averaging) into `out`, the
+    others (and those in `link_only`: features already in the database) linked. Returns name -> (x scale,
+    y scale) back to the original, for the shrunk ones. The copies are JPEG under the original names (COLMAP
+    reads a file by its content).
+
+    Why: COLMAP decodes each full photo and resizes it itself before SIFT; on fox (1920 px photos, SIFT at
+    1024 px) that was ~40 % of the feature time on 2 cores (docs/benchmarks.md "Pose stage feature budget").
+    """
+    import cv2
+
+    from splatforge.poses.undistort import _link_or_copy
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+
+    def one(name: str):
+        if name in link_only:
+            _link_or_copy(image_dir / name, out / name)
+            return name, None
+        raw = cv2.imread(str(image_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if raw is None or max(raw.shape[:2]) <= max_size:
+            _link_or_copy(image_dir / name, out / name)
+            return name, None
+        h, w = raw.shape[:2]
+        scale = max_size / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = cv2.resize(raw, (nw, nh), interpolation=cv2.INTER_AREA)
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 95])  # content JPEG, name unchanged
+        if not ok:
+            raise OSError(f"could not encode a shrunk copy of {name}")
+        target.write_bytes(data.tobytes())
+        return name, (w / nw, h / nh)
+
+    threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return {name: scale for name, scale in pool.map(one, names) if scale is not None}
+
+
+def _names_with_features(database: Path) -> set[str]:
+    pycolmap = _pycolmap()
+    if not Path(database).exists():
+        return set()
+    db = pycolmap.Database.open(database)
+    try:
+        return {im.name for im in db.read_all_images() if db.exists_keypoints(im.image_id)}
+    finally:
+        db.close()
+
+
+def restore_scale(database: Path, image_dir: Path, scales: dict, reader, skip: set[str]) -> None:
+    """Keypoints of the shrunk copies back into the original photos' pixels (as COLMAP does after its own
+    resize: positions and affine shapes scaled about the corner), and each camera made from its original photo
+    (size, EXIF focal prior), so the database reads as if COLMAP had been given the originals. Images in
+    `skip` had their features before this extraction and are left alone."""
+    pycolmap = _pycolmap()
+    db = pycolmap.Database.open(database)
+    try:
+        fixed_cameras = set()
+        for image in db.read_all_images():
+            scale = scales.get(image.name)
+            if scale is None or image.name in skip:
+                continue
+            if image.camera_id not in fixed_cameras:
+                camera = pycolmap.infer_camera_from_image(image_dir / image.name, reader)
+                camera.camera_id = image.camera_id
+                db.update_camera(camera)
+                fixed_cameras.add(image.camera_id)
+            keypoints = np.array(db.read_keypoints(image.image_id), dtype=np.float32, copy=True)
+            sx, sy = scale
+            keypoints[:, 0] *= sx
+            keypoints[:, 1] *= sy
+            if keypoints.shape[1] >= 6:  # affine shape [a11 a12; a21 a22]: rows scale with x and y
+                keypoints[:, 2:4] *= sx
+                keypoints[:, 4:6] *= sy
+            elif keypoints.shape[1] == 4:  # x, y, scale, orientation
+                keypoints[:, 2] *= (sx * sy) ** 0.5
+            db.update_keypoints(image.image_id, keypoints)
+    finally:
+        db.close()
 
 
 def read_descriptors(db, images) -> list[np.ndarray]:
@@ -203,7 +303,8 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
     n = len(names)
     scheme = options.matching
     ordered = options.ordered if options.ordered is not None else ordered_hint
-    needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > 2 * options.sequential_overlap + 1
+    all_pairs_up_to = max(options.all_pairs_up_to, 2 * options.sequential_overlap + 1)
+    needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > all_pairs_up_to
     sim = None
     if needs_similarity:
         db = pycolmap.Database.open(database)
@@ -220,7 +321,7 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
         is_seq, score = pairing.looks_ordered(sim) if (sim is not None and numbered) else (False, 0.0)
         if ordered:
             scheme, reason = "sequential", "frames come from a video"
-        elif n <= 2 * options.sequential_overlap + 1:
+        elif n <= all_pairs_up_to:
             scheme, reason = "exhaustive", f"only {n} images"
         elif is_seq:
             scheme = "sequential"
@@ -258,6 +359,7 @@ def match(database: Path, names: list[str], plan: pairing.PairPlan, options: Pos
     verification = pycolmap.TwoViewGeometryOptions()
     verification.min_num_inliers = options.min_num_inliers
     verification.ransac.random_seed = options.seed
+    verification.ransac.max_num_trials = options.verify_max_trials
     device = pycolmap.Device.cuda if matching.use_gpu else pycolmap.Device.cpu
     db = pycolmap.Database.open(database)
     try:
