@@ -409,3 +409,61 @@ def test_prescaled_features_are_in_the_original_pixels(tmp_path):
         assert ours[:, 0].max() > 500 and ours[:, 1].max() > 350  # original pixels, not the 400 px copy's
         nearest = np.linalg.norm(own[:, None, :2] - ours[None, :, :2], axis=2).min(axis=1)
         assert np.mean(nearest < 2.0) > 0.7
+
+
+def test_photos_left_out_at_the_small_feature_size_get_a_second_pass_at_the_larger(monkeypatch, tmp_path):
+    """dtu_scan24 on the H100 placed 48/49 photos with SIFT at 1024 px and 49/49 at 1280: where the first
+    pass leaves photos out, features are extracted again at retry_image_size and the better pass is kept."""
+    from splatforge.poses import colmap_engine as ce
+    from splatforge.poses.options import PoseOptions
+
+    class Rec:
+        def __init__(self, n):
+            self.n = n
+
+        def num_reg_images(self):
+            return self.n
+
+    placed = {1024: 48, 1280: 49}
+    calls = []
+
+    def once(database, image_dir, names, options, work, ordered_hint, progress):
+        calls.append(options.max_image_size)
+        n = placed[options.max_image_size]
+        out = ce.SfmOutput(Rec(n), "incremental", "sequential", {"features": 1.0, "mapping": 2.0},
+                           cpu_seconds={"features": 3.0})
+        return out, ce.MappingChoice(out.reconstruction, "incremental", {}, [], None)
+
+    monkeypatch.setattr(ce, "_reconstruct_once", once)
+    monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 1554)
+    names = [f"{i:03d}.jpg" for i in range(49)]
+    options = PoseOptions()
+    assert (options.max_image_size, options.retry_image_size) == (1024, 1280)
+
+    out = ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "work")
+    assert calls == [1024, 1280]
+    assert out.reconstruction.num_reg_images() == 49
+    assert out.seconds == {"features": 2.0, "mapping": 4.0} and out.cpu_seconds == {"features": 6.0}
+    assert out.evidence["feature_passes"] == [{"max_image_size": 1024, "registered": 48},
+                                              {"max_image_size": 1280, "registered": 49}]
+    assert "again at 1280 px after 48/49 at 1024 px" in out.matching
+
+    placed[1280] = 47  # the second pass is worse: the first stays, its seconds still counted
+    calls.clear()
+    out = ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "work")
+    assert calls == [1024, 1280] and out.reconstruction.num_reg_images() == 48 and out.seconds["mapping"] == 4.0
+
+    placed[1024] = 49  # every photo placed: one pass
+    calls.clear()
+    assert ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "w").reconstruction.n == 49
+    assert calls == [1024]
+
+    placed[1024] = 48  # photos the first pass did not shrink: a larger size would change nothing
+    monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 706)
+    calls.clear()
+    ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "w")
+    assert calls == [1024]
+    calls.clear()
+    monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 1554)
+    ce.reconstruct(tmp_path / "db.db", tmp_path, names, PoseOptions(retry_image_size=0), tmp_path / "w")
+    assert calls == [1024]

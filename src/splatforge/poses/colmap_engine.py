@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -689,8 +689,48 @@ def refuse_untrustworthy(choice: MappingChoice, total: int, options: PoseOptions
 def reconstruct(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
                 ordered_hint: bool = False, progress: Progress | None = None) -> SfmOutput:
     """Features, matching and mapping; features and matches already in the database are reused when they
-    were made with the same settings. Raises PoseError when the kept model places enough photos but fails
-    its checks (validate.py): a wrong model is never handed on."""
+    were made with the same settings. Where the features at `max_image_size` leave photos out, they are
+    extracted again at `retry_image_size` and the capture mapped again; the pass placing more photos is
+    kept, and the seconds of both are counted. Raises PoseError when the kept model places enough photos
+    but fails its checks (validate.py): a wrong model is never handed on."""
+    out, choice = _reconstruct_once(database, image_dir, names, options, work, ordered_hint, progress)
+    size, retry = options.max_image_size, options.retry_image_size
+    if _placed(out) < len(names) and 0 < size < retry and _longest_side(image_dir, names) > size:
+        log.info("%d of %d photos placed with features at %d px: extracting them again at %d px",
+                 _placed(out), len(names), size, retry)
+        again, again_choice = _reconstruct_once(database, image_dir, names, replace(options, max_image_size=retry),
+                                                work / f"at_{retry}px", ordered_hint, progress)
+        passes = [{"max_image_size": size, "registered": _placed(out)},
+                  {"max_image_size": retry, "registered": _placed(again)}]
+        # The database keeps the second pass's features either way: the match graph that explains left-out
+        # photos is read by image name, and a re-run with the first size extracts again (its note differs).
+        if _placed(again) > _placed(out):
+            first, out, choice = out, again, again_choice
+        else:
+            first = again
+        for total, extra in ((out.seconds, first.seconds), (out.cpu_seconds, first.cpu_seconds)):
+            for k, v in extra.items():
+                total[k] = total.get(k, 0.0) + v
+        out.evidence = {**out.evidence, "feature_passes": passes}
+        out.matching += (f"; features extracted again at {retry} px after {passes[0]['registered']}/{len(names)}"
+                         f" at {size} px ({passes[1]['registered']}/{len(names)} then)")
+    refuse_untrustworthy(choice, len(names), options)
+    return out
+
+
+def _longest_side(image_dir: Path, names: list[str]) -> int:
+    """The longest side of the largest photo: a second pass at a larger size changes nothing for photos
+    the first did not shrink."""
+    return max((max(wh) for wh in image_sizes(image_dir, names).values()), default=0)
+
+
+def _placed(out: SfmOutput) -> int:
+    return out.reconstruction.num_reg_images() if out.reconstruction is not None else 0
+
+
+def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
+                      ordered_hint: bool, progress: Progress | None) -> tuple[SfmOutput, MappingChoice]:
+    """One pass of features, matching and mapping at the options' image size (`reconstruct`)."""
     say = progress or (lambda step, frac: None)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -726,7 +766,6 @@ def reconstruct(database: Path, image_dir: Path, names: list[str], options: Pose
     others = [{"images": r.num_reg_images(), "names": sorted(im.name for im in r.images.values() if im.has_pose)}
               for r in choice.models.values() if r is not best]
     others.sort(key=lambda m: -m["images"])
-    refuse_untrustworthy(choice, len(names), options)
     return SfmOutput(best, choice.mapper, matching_desc, seconds, others, choice.attempts,
                      {**evidence.to_dict(), "mapper_order": order, "why": why},
-                     choice.check.to_dict() if choice.check is not None else None, reused, cpu)
+                     choice.check.to_dict() if choice.check is not None else None, reused, cpu), choice

@@ -27,6 +27,11 @@ class PoseOptions:
     # of prescale, sequential_overlap and verify_max_trials below (docs/benchmarks.md "Pose stage feature
     # budget").
     max_image_size: int = 1024
+    # Where the features at max_image_size leave photos out, they are extracted again at this size and the
+    # capture mapped again; the pass placing more photos is kept (colmap_engine.reconstruct). On the H100
+    # (GPU SIFT, GPU round 13) dtu_scan24 placed 48/49 at 1024 px, twice, and 49/49 at 1280; captures that
+    # place every photo at 1024 px pay nothing. 0: one pass only.
+    retry_image_size: int = 1280
     # An upper bound, not a target: COLMAP's CPU SIFT keeps whole octaves under it, so fox at 1280 px got the
     # same ~2130 features per photo with 2048 as with 4096. The image size is the lever on the CPU.
     max_num_features: int = 4096
