@@ -242,7 +242,7 @@ def test_mapper_fallback_keeps_the_largest_model(monkeypatch, tmp_path, incremen
     assert choice.best is choice.models[0]
 
 
-def _incremental_options(monkeypatch, tmp_path, options: PoseOptions):
+def _incremental_options(monkeypatch, tmp_path, options: PoseOptions, video: bool = False):
     """The IncrementalPipelineOptions `_map` hands to pycolmap for `options` (pycolmap's mapping not run)."""
     import pycolmap
 
@@ -253,8 +253,39 @@ def _incremental_options(monkeypatch, tmp_path, options: PoseOptions):
     monkeypatch.setattr(colmap_engine, "run_incremental",
                         lambda db, images, out, opts, from_images=0: seen.append(opts) or {})
     assert colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", ["a.jpg"], options,
-                              True) == {}
+                              True, video=video) == {}
     return seen[0]
+
+
+def test_video_frames_get_global_bundle_adjustments_that_stop_when_they_stall(monkeypatch, tmp_path):
+    photos = _incremental_options(monkeypatch, tmp_path, PoseOptions())
+    video = _incremental_options(monkeypatch, tmp_path, PoseOptions(), video=True)
+    off = _incremental_options(monkeypatch, tmp_path, PoseOptions(video_ba_function_tolerance=0), video=True)
+    assert photos.ba_global_function_tolerance == 0.0  # COLMAP's: photos keep their schedule
+    assert video.ba_global_function_tolerance == PoseOptions().video_ba_function_tolerance > 0
+    assert off.ba_global_function_tolerance == 0.0
+    assert video.ba_global_max_num_iterations == photos.ba_global_max_num_iterations  # the limit is unchanged
+
+
+def test_the_video_flag_reaches_the_mapper(monkeypatch, tmp_path):
+    from splatforge.poses import colmap_engine
+
+    seen = []
+
+    def fake_map(kind, *args, video=False, **kwargs):
+        seen.append(video)
+        return {0: _FakeModel(10)}
+
+    monkeypatch.setattr(colmap_engine, "_map", fake_map)
+    names = [f"{i}.jpg" for i in range(10)]
+    for video in (False, True):
+        colmap_engine.map_with_fallback(tmp_path / "db", tmp_path, names, PoseOptions(validate=False), tmp_path,
+                                        False, video=video)
+    assert seen == [False, True]
+    assert colmap_engine.frames_are_ordered(PoseOptions(), True)
+    assert not colmap_engine.frames_are_ordered(PoseOptions(), False)
+    assert not colmap_engine.frames_are_ordered(PoseOptions(ordered=False), True)
+    assert colmap_engine.frames_are_ordered(PoseOptions(ordered=True), False)
 
 
 class _FakePipeline:

@@ -297,12 +297,18 @@ def read_descriptors(db, images) -> list[np.ndarray]:
 # Matching
 
 
+def frames_are_ordered(options: PoseOptions, ordered_hint: bool) -> bool:
+    """Whether the images are frames of a video, in order: `options.ordered`, or when None the stage's hint
+    (the frames came from a video: frames.json)."""
+    return bool(options.ordered if options.ordered is not None else ordered_hint)
+
+
 def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_hint: bool) -> pairing.PairPlan:
     """Choose the matching scheme from the input (see PoseOptions.matching / ordered)."""
     pycolmap = _pycolmap()
     n = len(names)
     scheme = options.matching
-    ordered = options.ordered if options.ordered is not None else ordered_hint
+    ordered = frames_are_ordered(options, ordered_hint)
     all_pairs_up_to = max(options.all_pairs_up_to, 2 * options.sequential_overlap + 1)
     needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > all_pairs_up_to
     sim = None
@@ -509,7 +515,7 @@ def prune_weak_pairs(database: Path, min_inliers: int, keep_per_image: int = 3) 
 
 
 def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str], options: PoseOptions,
-         refine_pp: bool, low_parallax: bool = False) -> dict:
+         refine_pp: bool, low_parallax: bool = False, video: bool = False) -> dict:
     pycolmap = _pycolmap()
     if out.exists():
         shutil.rmtree(out)
@@ -536,6 +542,12 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
             # COLMAP looks for a starting pair seen 16 degrees apart, then relaxes twice (8, 4), searching all
             # pairs each time: with little parallax the first searches cannot succeed and cost most of the run.
             opts.mapper.init_min_tri_angle = options.low_parallax_init_tri_angle
+        if video and options.video_ba_function_tolerance > 0:
+            # Video frames: long tracks over many near-identical views, and global BAs that creep (0.3 % less
+            # cost per iteration) to their iteration limit every time; they were ~80 % of colosseum's mapping
+            # CPU. Stopping them once an iteration gains < 1e-4 (PoseOptions.video_ba_function_tolerance) cut
+            # it by ~40 % at the same registrations and reprojection error (docs/benchmarks.md).
+            opts.ba_global_function_tolerance = options.video_ba_function_tolerance
     else:
         opts = pycolmap.GlobalPipelineOptions()
         opts.min_model_size = options.min_model_size
@@ -628,9 +640,10 @@ class MappingChoice:
 
 
 def map_with_fallback(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
-                      refine_pp: bool, evidence: MatchEvidence | None = None) -> MappingChoice:
+                      refine_pp: bool, evidence: MatchEvidence | None = None, video: bool = False) -> MappingChoice:
     """Run the mappers in the evidence's order until one gives a model that registers enough images and
-    passes its checks; keep the best model seen (a trustworthy one before a larger one)."""
+    passes its checks; keep the best model seen (a trustworthy one before a larger one). `video`: the images
+    are frames of a video (mapper settings for videos, see `_map`)."""
     order, _ = order_of_mappers(options, evidence)
     low_parallax = evidence is not None and evidence.low_parallax_share >= options.low_parallax_share
     need = options.fallback_min_registered * len(names)
@@ -640,7 +653,7 @@ def map_with_fallback(database: Path, image_dir: Path, names: list[str], options
         t_map = time.perf_counter()
         try:
             models = _map(kind, database, image_dir, work / f"sparse_{kind}", names, options, refine_pp,
-                          low_parallax)
+                          low_parallax, video=video)
         except Exception as exc:  # a mapper crash is a failed attempt, not the end of the stage
             log.warning("%s mapping failed: %s", kind, exc)
             models = {}
@@ -760,7 +773,8 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
     evidence = read_evidence(database, names, options.min_num_inliers)
     order, why = order_of_mappers(options, evidence)
     log.info("mappers: %s (%s)", " then ".join(order), why)
-    choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence)
+    video = frames_are_ordered(options, ordered_hint)
+    choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence, video=video)
     seconds["mapping"], cpu["mapping"] = time.perf_counter() - t, time.process_time() - c
     best = choice.best
     others = [{"images": r.num_reg_images(), "names": sorted(im.name for im in r.images.values() if im.has_pose)}

@@ -109,6 +109,13 @@ class PoseOptions:
     # Global BA leaves out points that add no coverage (COLMAP: off). Fox: -9 % mapping CPU but 0.198 instead
     # of 0.181 degrees: off.
     ba_skip_redundant_points: bool = False
+    # Frames from a video (see `ordered`): the incremental mapper's global bundle adjustments stop once an
+    # iteration lowers the cost by less than this fraction (Ceres' function_tolerance; COLMAP: 0, so every
+    # global BA runs to its iteration limit). Measured on colosseum.mp4 (640x360, 2 threads): 16 of its 19
+    # global BAs ran all 25 iterations without converging (0.3 % less cost per iteration, ~80 % of the mapping
+    # CPU); at 1e-4 they stop after 2-3. Video only: photos keep COLMAP's schedule (fox not re-measured).
+    # 0: as for photos. docs/benchmarks.md "Mapping video frames".
+    video_ba_function_tolerance: float = 1e-4
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
