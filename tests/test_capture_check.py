@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import cv2
 import numpy as np
@@ -25,9 +24,8 @@ def test_ranges_are_written_for_people():
     assert _ranges([4]) == "4"
 
 
-def test_room_no_overlap_will_fail(copy_capture, tmp_path):
-    room = copy_capture("room_no_overlap")
-    report = check_capture(room, report_dir=tmp_path / "sheet")
+def test_room_no_overlap_will_fail(checked_capture):
+    report, _, sheet_dir = checked_capture("room_no_overlap", sheet=True)
     assert report.verdict == "will-fail"
     assert report.score <= 20
     assert "connectivity" in report.summary["fatal"]
@@ -52,9 +50,9 @@ def test_room_no_overlap_will_fail(copy_capture, tmp_path):
             assert key in image
     json.dumps(doc)  # plain JSON
     # The contact sheet: a PNG with one cell per image and a page that marks unmatched images.
-    sheet = cv2.imread(str(tmp_path / "sheet" / "contact_sheet.png"))
+    sheet = cv2.imread(str(sheet_dir / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 200
-    page = (tmp_path / "sheet" / "index.html").read_text()
+    page = (sheet_dir / "index.html").read_text()
     assert "will-fail" in page and 'class="apart"' in page
     # The gate stops the pipeline with the advice, unless forced.
     with pytest.raises(CaptureRejected, match="predicts that this capture cannot be reconstructed") as info:
@@ -63,8 +61,8 @@ def test_room_no_overlap_will_fail(copy_capture, tmp_path):
     gate(report, force=True)
 
 
-def test_fern_is_fine(copy_capture):
-    report = check_capture(copy_capture("llff_fern"))
+def test_fern_is_fine(checked_capture):
+    report, _, _ = checked_capture("llff_fern")
     assert report.verdict != "will-fail"
     assert report.summary["largest_component"] == 20
     assert not _flags(report, "blurred") and not _flags(report, "overexposed")
@@ -120,8 +118,8 @@ def test_duplicates_and_exif(tmp_path, copy_capture):
     assert any("near-duplicate" in a for a in report.advice)
 
 
-def test_unordered_small_set_is_matched_all_pairs(copy_capture):
-    report = check_capture(copy_capture("sacre_coeur"))
+def test_unordered_small_set_is_matched_all_pairs(checked_capture):
+    report, _, _ = checked_capture("sacre_coeur")
     assert report.summary["ordered"] is False
     assert report.summary["pairs_matched"] == 45
     assert report.summary["largest_component"] >= 8
@@ -149,18 +147,16 @@ def test_too_few_images_will_fail(copy_capture):
     assert report.verdict == "will-fail" and "count" in report.summary["fatal"]
 
 
-def test_dtu_is_not_will_fail(copy_capture):
-    report = check_capture(copy_capture("dtu_scan24"))
+def test_dtu_is_not_will_fail(checked_capture):
+    report, _, _ = checked_capture("dtu_scan24")
     assert report.verdict != "will-fail"
     assert report.summary["largest_component"] == 49
     assert not _flags(report, "overexposed"), "a white background alone is not over-exposure"
 
 
-def test_fox_not_will_fail_and_fast(copy_capture, tmp_path):
-    fox = copy_capture("fox")
-    t0 = time.perf_counter()
-    report = check_capture(fox, CheckOptions(workers=2))
-    seconds = time.perf_counter() - t0
+def test_fox_not_will_fail_and_fast(checked_capture, tmp_path):
+    assert CheckOptions().workers == 2  # the budget below is for two worker threads
+    report, seconds, _ = checked_capture("fox")  # timed where it was made (here, or in test_check_connectivity)
     assert report.verdict != "will-fail"
     assert report.summary["count"] == 50
     # Images 31 and 32 (0054.jpg, 0072.jpg) are 18 source frames apart and do not match; the

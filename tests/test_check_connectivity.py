@@ -16,37 +16,38 @@ from splatforge.capture import CheckOptions, check_capture
 REGISTERED = {"fox": 50, "llff_fern": 20, "dtu_scan24": 49, "sacre_coeur": 10, "room_no_overlap": None}
 
 
-def _says_split(report) -> bool:
-    return any("splits into" in a or "share too few features" in a for a in report.advice)
+def _says_split(advice: list[str]) -> bool:
+    return any("splits into" in a or "share too few features" in a for a in advice)
 
 
-@pytest.fixture(scope="module")
-def demo_capture(tmp_path_factory):
-    """The capture `splatforge demo` renders: 24 views at 320x240, seed 0."""
-    from splatforge.synthetic import SyntheticOptions, make_synthetic_capture
+def test_demo_capture_is_one_group_as_colmap_finds(demo_run):
+    """The check stage of `splatforge demo` (its capture: 24 views at 320x240, seed 0; default check options)
+    against what the demo's own pose stage registered."""
+    from splatforge.rundir import read_json
 
-    out = tmp_path_factory.mktemp("demo")
-    make_synthetic_capture(out, SyntheticOptions(n_views=24, width=320, height=240, seed=0))
-    return out / "images"
+    run, _, _ = demo_run
+    check = read_json(run.manifest)["stages"]["check"]
+    assert check["status"] == "done" and check["options"]["second_opinion"] is not None  # the defaults
+    quality = read_json(run.quality_json)
+    summary, advice = quality["summary"], quality["advice"]
+    assert summary["largest_component"] == 24 and len(summary["components"]) == 1, advice
+    assert quality["verdict"] != "will-fail" and not _says_split(advice), advice
+    assert "sift" in summary["matched_with"]  # ORB alone splits it: the second opinion decided
+    assert read_json(run.poses_json)["registered"] == 24  # as COLMAP finds
 
 
-def test_demo_capture_is_one_group_as_colmap_finds(demo_capture):
-    report = check_capture(demo_capture)
-    assert report.summary["largest_component"] == 24 and len(report.summary["components"]) == 1, report.advice
-    assert report.verdict != "will-fail" and not _says_split(report), report.advice
-    assert "sift" in report.summary["matched_with"]  # ORB alone splits it: the second opinion decided
-
-
-def test_without_a_second_opinion_orb_splits_the_demo(demo_capture):
+def test_without_a_second_opinion_orb_splits_the_demo(demo_run):
     """Why the second opinion exists (if ORB ever stops splitting this capture, it may be dropped)."""
-    report = check_capture(demo_capture, CheckOptions(second_opinion=None))
-    assert len(report.summary["components"]) > 1 and _says_split(report)
+    run, _, _ = demo_run
+    report = check_capture(run.input / "synthetic" / "images", CheckOptions(second_opinion=None))
+    assert len(report.summary["components"]) > 1 and _says_split(report.advice)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REGISTERED))
-def test_check_agrees_with_the_pose_stage(copy_capture, name):
-    report = check_capture(copy_capture(name) / "images")
+def test_check_agrees_with_the_pose_stage(checked_capture, name):
+    # the same check as test_capture_check.py's of these captures (one per session)
+    report, _, _ = checked_capture(name, sheet=name == "room_no_overlap")
     registered = REGISTERED[name]
     if registered is None:
         assert report.verdict == "will-fail" and "connectivity" in report.summary["fatal"]

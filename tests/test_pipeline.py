@@ -13,17 +13,7 @@ from splatforge.errors import CaptureRejected, InputError
 from splatforge.pipeline import RunOptions, run_pipeline
 from splatforge.rundir import RunDir, read_json
 
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """`splatforge demo` exactly as a newcomer runs it (a fresh process), timed."""
-    out = tmp_path_factory.mktemp("demo") / "run"
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "splatforge", "demo", "-o", str(out), "--json"],
-                          capture_output=True, text=True, timeout=600)
-    seconds = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return RunDir(out), json.loads(proc.stdout), seconds
+# demo_run (conftest.py): one `splatforge demo` run for the session, timed.
 
 
 def test_demo_runs_every_stage_and_learns_the_scene(demo_run):
