@@ -314,7 +314,8 @@ def main() -> None:
         return wall * (n / k) ** 1.5
 
     # The smallest and the largest of each first; the largest colosseum item last, only if its estimate fits.
-    order = [("posed", counts[0]), ("video", frames[0])]
+    order = [("posed", counts[0])] if counts else []
+    order += [("video", frames[0])]
     order += [("posed", counts[-1])] if len(counts) > 1 else []
     order += [("video", n) for n in frames[1:-1]] + [("posed", n) for n in counts[1:-1]]
     order += [("video", frames[-1])] if len(frames) > 1 else []

@@ -3,7 +3,7 @@ images registered, and the median/max rotation error against REFERENCE (a transf
 first variant's model).
 
     python benchmarks/mapping_speed.py RUN REFERENCE|none OUT [--threads N] [--low-parallax]
-                                       [--variant 'label:key=value,key=value' ...]
+                                       [--video] [--variant 'label:key=value,key=value' ...]
 
 RUN is a run folder the pose stage has been through (frames/ and colmap/database.db). A variant sets PoseOptions
 fields (`ba_global_ratio=1.1`) or, with a `pycolmap.` prefix, IncrementalPipelineOptions attributes on top of
@@ -76,6 +76,8 @@ def main() -> None:
                     "when most pairs show little parallax)")
     ap.add_argument("--refine-pp", type=int, default=1, help="refine the principal point (the stage: 1 for >= 20 "
                     "photos of one camera)")
+    ap.add_argument("--video", action="store_true", help="the images are frames of a video (the stage's video "
+                    "mapper settings, as for a run made from a video)")
     ap.add_argument("--variant", action="append", default=[])
     args = ap.parse_args()
     pycolmap.logging.minloglevel = pycolmap.logging.WARNING
@@ -91,7 +93,7 @@ def main() -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         try:
             models = colmap_engine._map("incremental", database, frames, out, names, options, bool(args.refine_pp),
-                                        args.low_parallax)
+                                        args.low_parallax, video=args.video)
         finally:
             colmap_engine.run_incremental = original
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -46,6 +46,17 @@ class GpuSampler(threading.Thread):
             time.sleep(self.period)
 
 
+def nvml_index(cuda_index: int) -> int:
+    """NVML numbers the host's GPUs and ignores CUDA_VISIBLE_DEVICES: map torch's index to the physical one
+    (round 12 sampled GPU 0 for lanes that trained on GPUs 1-3)."""
+    import os
+
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if cuda_index < len(visible) and visible[cuda_index].isdigit():
+        return int(visible[cuda_index])
+    return cuda_index
+
+
 def prepare(source: Path, scratch: Path, name: str) -> Path:
     from splatforge.rundir import RunDir
     from splatforge.scene import read_scene, write_transforms
@@ -68,7 +79,7 @@ def bench_one(source: Path, scratch: Path, preset: str, args) -> dict:
     from splatforge.stage import Events
 
     run = prepare(source, scratch, preset)
-    sampler = GpuSampler(args.gpu)
+    sampler = GpuSampler(nvml_index(args.gpu))
     sampler.start()
     marks: dict[str, float] = {}
 

@@ -242,7 +242,7 @@ def test_mapper_fallback_keeps_the_largest_model(monkeypatch, tmp_path, incremen
     assert choice.best is choice.models[0]
 
 
-def _incremental_options(monkeypatch, tmp_path, options: PoseOptions):
+def _incremental_options(monkeypatch, tmp_path, options: PoseOptions, video: bool = False):
     """The IncrementalPipelineOptions `_map` hands to pycolmap for `options` (pycolmap's mapping not run)."""
     import pycolmap
 
@@ -253,8 +253,39 @@ def _incremental_options(monkeypatch, tmp_path, options: PoseOptions):
     monkeypatch.setattr(colmap_engine, "run_incremental",
                         lambda db, images, out, opts, from_images=0: seen.append(opts) or {})
     assert colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", ["a.jpg"], options,
-                              True) == {}
+                              True, video=video) == {}
     return seen[0]
+
+
+def test_video_frames_get_global_bundle_adjustments_that_stop_when_they_stall(monkeypatch, tmp_path):
+    photos = _incremental_options(monkeypatch, tmp_path, PoseOptions())
+    video = _incremental_options(monkeypatch, tmp_path, PoseOptions(), video=True)
+    off = _incremental_options(monkeypatch, tmp_path, PoseOptions(video_ba_function_tolerance=0), video=True)
+    assert photos.ba_global_function_tolerance == 0.0  # COLMAP's: photos keep their schedule
+    assert video.ba_global_function_tolerance == PoseOptions().video_ba_function_tolerance > 0
+    assert off.ba_global_function_tolerance == 0.0
+    assert video.ba_global_max_num_iterations == photos.ba_global_max_num_iterations  # the limit is unchanged
+
+
+def test_the_video_flag_reaches_the_mapper(monkeypatch, tmp_path):
+    from splatforge.poses import colmap_engine
+
+    seen = []
+
+    def fake_map(kind, *args, video=False, **kwargs):
+        seen.append(video)
+        return {0: _FakeModel(10)}
+
+    monkeypatch.setattr(colmap_engine, "_map", fake_map)
+    names = [f"{i}.jpg" for i in range(10)]
+    for video in (False, True):
+        colmap_engine.map_with_fallback(tmp_path / "db", tmp_path, names, PoseOptions(validate=False), tmp_path,
+                                        False, video=video)
+    assert seen == [False, True]
+    assert colmap_engine.frames_are_ordered(PoseOptions(), True)
+    assert not colmap_engine.frames_are_ordered(PoseOptions(), False)
+    assert not colmap_engine.frames_are_ordered(PoseOptions(ordered=False), True)
+    assert colmap_engine.frames_are_ordered(PoseOptions(ordered=True), False)
 
 
 class _FakePipeline:
@@ -371,3 +402,99 @@ def test_bundle_adjustment_backend_is_selectable(monkeypatch, tmp_path):
     assert opts.ba_local_backend == opts.ba_global_backend == pycolmap.BundleAdjustmentBackend.CASPAR
     with pytest.raises(ValueError, match="ba_backend"):
         PoseOptions(ba_backend="g2o")
+
+
+def test_prescaled_features_are_in_the_original_pixels(tmp_path):
+    """Photos shrunk with OpenCV before SIFT (PoseOptions.prescale) give the database COLMAP's own resize gives:
+    cameras of the original size, keypoints in the original pixels, and no copies left behind."""
+    import cv2
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        texture = cv2.resize(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (800, 600),
+                             interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(images / f"{i:04d}.jpg"), cv2.GaussianBlur(texture, (0, 0), 2.0))
+    names = ["0000.jpg", "0001.jpg"]
+    keypoints = {}
+    for prescale in (False, True):
+        database = tmp_path / f"db_{prescale}" / "database.db"
+        database.parent.mkdir()
+        options = PoseOptions(max_image_size=400, prescale=prescale, num_threads=1, use_gpu=False)
+        colmap_engine.extract(database, images, names, options)
+        assert not (database.parent / "prescaled").exists()
+        db = pycolmap.Database.open(database)
+        try:
+            assert [(c.width, c.height) for c in db.read_all_cameras()] == [(800, 600)]
+            keypoints[prescale] = {im.name: np.asarray(db.read_keypoints(im.image_id)) for im in db.read_all_images()}
+        finally:
+            db.close()
+        assert json.loads((database.parent / "features.json").read_text())["extraction"]["prescale"] is prescale
+    for name in names:
+        own, ours = keypoints[False][name], keypoints[True][name]
+        assert len(own) > 50 and len(ours) > 50
+        assert ours[:, 0].max() > 500 and ours[:, 1].max() > 350  # original pixels, not the 400 px copy's
+        nearest = np.linalg.norm(own[:, None, :2] - ours[None, :, :2], axis=2).min(axis=1)
+        assert np.mean(nearest < 2.0) > 0.7
+
+
+def test_photos_left_out_at_the_small_feature_size_get_a_second_pass_at_the_larger(monkeypatch, tmp_path):
+    """dtu_scan24 on the H100 placed 48/49 photos with SIFT at 1024 px and 49/49 at 1280: where the first
+    pass leaves photos out, features are extracted again at retry_image_size and the better pass is kept."""
+    from splatforge.poses import colmap_engine as ce
+    from splatforge.poses.options import PoseOptions
+
+    class Rec:
+        def __init__(self, n):
+            self.n = n
+
+        def num_reg_images(self):
+            return self.n
+
+    placed = {1024: 48, 1280: 49}
+    calls = []
+
+    def once(database, image_dir, names, options, work, ordered_hint, progress):
+        calls.append(options.max_image_size)
+        n = placed[options.max_image_size]
+        out = ce.SfmOutput(Rec(n), "incremental", "sequential", {"features": 1.0, "mapping": 2.0},
+                           cpu_seconds={"features": 3.0})
+        return out, ce.MappingChoice(out.reconstruction, "incremental", {}, [], None)
+
+    monkeypatch.setattr(ce, "_reconstruct_once", once)
+    monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 1554)
+    names = [f"{i:03d}.jpg" for i in range(49)]
+    options = PoseOptions()
+    assert (options.max_image_size, options.retry_image_size) == (1024, 1280)
+
+    out = ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "work")
+    assert calls == [1024, 1280]
+    assert out.reconstruction.num_reg_images() == 49
+    assert out.seconds == {"features": 2.0, "mapping": 4.0} and out.cpu_seconds == {"features": 6.0}
+    assert out.evidence["feature_passes"] == [{"max_image_size": 1024, "registered": 48},
+                                              {"max_image_size": 1280, "registered": 49}]
+    assert "again at 1280 px after 48/49 at 1024 px" in out.matching
+
+    placed[1280] = 47  # the second pass is worse: the first stays, its seconds still counted
+    calls.clear()
+    out = ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "work")
+    assert calls == [1024, 1280] and out.reconstruction.num_reg_images() == 48 and out.seconds["mapping"] == 4.0
+
+    placed[1024] = 49  # every photo placed: one pass
+    calls.clear()
+    assert ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "w").reconstruction.n == 49
+    assert calls == [1024]
+
+    placed[1024] = 48  # photos the first pass did not shrink: a larger size would change nothing
+    monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 706)
+    calls.clear()
+    ce.reconstruct(tmp_path / "db.db", tmp_path, names, options, tmp_path / "w")
+    assert calls == [1024]
+    calls.clear()
+    monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 1554)
+    ce.reconstruct(tmp_path / "db.db", tmp_path, names, PoseOptions(retry_image_size=0), tmp_path / "w")
+    assert calls == [1024]

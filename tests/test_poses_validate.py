@@ -115,8 +115,8 @@ def test_low_parallax_gives_the_incremental_mapper_a_narrow_starting_pair(synthe
     rec, db, names = synthetic
     seen = []
 
-    def fake_map(kind, *args):
-        seen.append((kind, args[-1]))  # the last argument: low_parallax
+    def fake_map(kind, *args, **kwargs):
+        seen.append((kind, args[-1]))  # the last positional argument: low_parallax
         return {0: pycolmap.Reconstruction(rec)}
 
     monkeypatch.setattr(colmap_engine, "_map", fake_map)

@@ -54,9 +54,10 @@ def service(tmp_path_factory):
         limits=UploadLimits(max_total_bytes=3 * 1024**2, max_files=12, max_image_pixels=300_000,
                             max_unpacked_bytes=20 * 1024**2),
         progress_interval_s=0.1, events_poll_s=0.1)
-    with ThreadServer(create_app(settings)) as server:
+    app = create_app(settings)
+    with ThreadServer(app) as server:
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as client:
-            client.settings = settings
+            client.settings, client.app = settings, app
             yield client
 
 
@@ -326,6 +327,41 @@ def test_failed_job_reports_error_with_advice_and_retry_is_refused_while_running
     r = service.post(f"/v1/jobs/{running['id']}/retry")
     assert r.status_code == 409 and r.json()["advice"]
     wait_state(service, running["id"])
+
+
+# --- GPUs no host has (this Ray has none; tests/test_service_gpus.py fakes a host with 2) ---------------
+@pytest.mark.parametrize("options", ['{"train.gpus": "0,1"}', '{"train.device": "cuda"}'])
+def test_a_job_that_needs_gpus_no_host_has_is_refused_before_anything_is_stored(service, options):
+    before, total = job_dirs(service), service.get("/v1/jobs").json()["total"]
+    r = service.post("/v1/jobs", files=image_files(3), data={"options": options})
+    assert r.status_code == 422, r.text
+    error, advice = r.json()["error"], r.json()["advice"]
+    assert error.startswith("this job asks for ") and error.endswith("on one host; the cluster has no GPU")
+    assert "train on the CPU" in advice and "add a host with" in advice
+    assert job_dirs(service) == before and service.get("/v1/jobs").json()["total"] == total
+    assert submit(service, steps=3)["state"] == "queued"  # a job that may train on the CPU still goes
+
+
+def test_a_queued_job_no_host_can_hold_says_so_and_is_not_retried_into_the_same_wait(service):
+    state = service.app.state.service
+    job_id = "waits-for-gpus-" + "x" * 8  # queued while a host with 2 GPUs was there, say
+    (service.settings.jobs_dir / job_id / "upload").mkdir(parents=True)
+    state.store.create(job_id, {"train.gpus": "0,1"}, {"kind": "images", "source": "upload"},
+                       owner=service.settings.server_name)
+    state.executor.submit(job_id, 0)
+
+    def noted():
+        job = service.get(f"/v1/jobs/{job_id}").json()
+        return job if job["message"].startswith("waiting") else None
+
+    job = wait_for(noted, 30, what="the job's message to say what it waits for")
+    assert job["state"] == "queued"
+    assert job["message"].startswith("waiting for a host with 2 GPUs: no host has a GPU now")
+    assert service.post(f"/v1/jobs/{job_id}/cancel").json()["state"] == "cancelled"
+    r = service.post(f"/v1/jobs/{job_id}/retry")
+    assert r.status_code == 422 and r.json()["error"].endswith("the cluster has no GPU"), r.text
+    assert service.get(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+    assert service.delete(f"/v1/jobs/{job_id}").status_code == 204
 
 
 def test_events_stream_progress_until_the_end(service):

@@ -1,6 +1,7 @@
 """Scheduling on a multi-GPU host, on the CPU: a local Ray told it has 2 GPUs (fake resources). Each job asks
 for one GPU, so at most two run at once, each with its own CUDA_VISIBLE_DEVICES, and the rest queue; a job
-whose training asks for two (`train.gpus`) gets both, alone."""
+whose training asks for two (`train.gpus`) gets both, alone; one asking for three is refused (no host has
+three), and one already queued for three says what it waits for."""
 
 from __future__ import annotations
 
@@ -25,6 +26,18 @@ SCRIPT = textwrap.dedent("""
     executor = RayExecutor(store, db_url=db, jobs_dir=work / "jobs", runner="service_runner:gpu_probe",
                            num_cpus=4, num_gpus=2)
     executor.start()
+    from splatforge.errors import InputError
+    refusals = {}
+    for gpus in ("0,1", "0,1,2"):
+        try:
+            executor.check_fits({"train.gpus": gpus})
+            refusals[gpus] = None
+        except InputError as exc:
+            refusals[gpus] = [exc.message, exc.advice]
+    big = "jobbig" + "x" * 16  # queued before the check (or before the host with 3 GPUs left): Ray can't place it
+    (work / "jobs" / big / "upload").mkdir(parents=True)
+    store.create(big, {"train.gpus": "0,1,2"}, {"kind": "images", "source": "upload"}, owner="test")
+    executor.submit(big, 0)
     ids = [f"job{i:02d}" + "x" * 16 for i in range(6)]
     for i, job_id in enumerate(ids):
         (work / "jobs" / job_id / "upload").mkdir(parents=True)
@@ -34,7 +47,12 @@ SCRIPT = textwrap.dedent("""
     deadline = time.time() + 240
     while time.time() < deadline and any(store.get(j).state != "succeeded" for j in ids):
         time.sleep(0.2)
+    while time.time() < deadline and not store.get(big).message.startswith("waiting"):
+        time.sleep(0.2)
+    waiting = {"state": store.get(big).state, "message": store.get(big).message}
+    executor.kill(big)
     print(json.dumps({"use_gpu": executor.use_gpu, "states": [store.get(j).state for j in ids],
+                      "refusals": refusals, "waiting": waiting,
                       "workers": [store.get(j).worker for j in ids],
                       "probes": [json.loads((work / "jobs" / j / "run" / "gpu_probe.json").read_text())
                                  for j in ids if (work / "jobs" / j / "run" / "gpu_probe.json").exists()]}))
@@ -68,13 +86,42 @@ def test_each_job_gets_its_own_gpu_and_the_rest_queue(tmp_path):
     # the third job waited for a free GPU: it started only when one of the first two had finished
     first_end = min(p["end"] for p in probes)
     assert sorted(p["start"] for p in probes)[2] >= first_end - 0.05
+    # two GPUs fit the host; three are refused up front, with what to do instead
+    assert doc["refusals"]["0,1"] is None
+    error, advice = doc["refusals"]["0,1,2"]
+    assert error == "this job asks for 3 GPUs on one host; the largest host in the cluster has 2"
+    assert 'at most 2 (train.gpus "0,1")' in advice and "add a host with 3 GPUs" in advice
+    # a job queued for three waits, and its message says for what (no silent hang)
+    assert doc["waiting"]["state"] == "queued"
+    assert doc["waiting"]["message"].startswith("waiting for a host with 3 GPUs: the largest host has 2 now")
 
 
 def test_a_job_asks_for_as_many_gpus_as_its_training_names():
     from splatforge.errors import InputError
-    from splatforge.service.executor import job_gpu_count
+    from splatforge.service.executor import job_gpu_count, job_gpu_request
 
     assert job_gpu_count({}) == 1 and job_gpu_count({"train.gpus": "0,1"}) == 2
     assert job_gpu_count({"train": {"gpus": "0,1,2,3"}}) == 4
     with pytest.raises(InputError, match="all GPUs"):
         job_gpu_count({"train.gpus": "all"})
+    # which jobs need GPUs even on a cluster without any (the rest train on the CPU there)
+    assert job_gpu_request({}) == (1, False) and job_gpu_request({"train.device": "cpu"}) == (1, False)
+    assert job_gpu_request({"train.device": "cuda"}) == (1, True)
+    assert job_gpu_request({"train.gpus": "0,1"}) == (2, True)
+    assert job_gpu_request({"train.gpus": "cpu,cpu"}) == (0, False)
+
+
+def test_gpus_are_compared_with_the_largest_live_host_not_the_cluster_total():
+    from splatforge.service.executor import gpu_shortfall, largest_gpu_host
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}},  # a head without GPUs
+             {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+             {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+             {"Alive": False, "Resources": {"CPU": 32.0, "GPU": 8.0}}]  # gone
+    assert largest_gpu_host(nodes) == 2 and largest_gpu_host(nodes[:1]) == 0 and largest_gpu_host([]) == 0
+    assert gpu_shortfall(2, 2) is None and gpu_shortfall(0, 0) is None
+    assert gpu_shortfall(4, 2) == ("this job asks for 4 GPUs on one host; the largest host in the cluster has 2",
+                                   'ask for at most 2 (train.gpus "0,1"), or add a host with 4 GPUs to the cluster')
+    error, advice = gpu_shortfall(1, 0)
+    assert error == "this job asks for 1 GPU on one host; the cluster has no GPU"
+    assert "train on the CPU" in advice and "add a host with 1 GPU" in advice

@@ -19,8 +19,7 @@ def progress_display(enabled: bool = True):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from splatforge.console import console
-    from splatforge.splat.trainer import train_stats
-    from splatforge.stage import Events, cancel_on_signals
+    from splatforge.stage import Events, cancel_on_signals, train_stats
 
     bars = Progress(TextColumn("{task.fields[stage]:>7}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                     TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -61,6 +61,14 @@ class Progress:
     seconds: float | None = None  # set on the event that ends a stage
 
 
+def train_stats(metrics: TrainMetrics | None) -> str:
+    """"loss 0.0412  PSNR 27.31  #G 152,004"; dashes before the first measurement (not "nan"). Here, not in
+    the trainer, so a progress display does not import torch and gsplat for a run that does not train."""
+    if metrics is None or metrics.loss is None:
+        return "loss —  PSNR —"
+    return f"loss {metrics.loss:.4f}  PSNR {metrics.psnr:.2f}  #G {metrics.num_gaussians or 0:,}"
+
+
 @dataclass
 class Events:
     """The channel between a running stage and its caller: progress out, cancellation in."""

@@ -17,7 +17,8 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,12 +104,14 @@ def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions)
     if model == "auto":
         model = "RADIAL" if single else "SIMPLE_RADIAL"
     longest = max(max(s) for s in sizes.values())
-    effective = min(longest, options.max_image_size) if options.max_image_size > 0 else longest
     first_octave = options.first_octave
     if first_octave is None:
-        first_octave = 0 if effective >= options.upsample_below else -1
+        # Decided by the photos' own size, not the size SIFT works at: doubling (-1) is for photos that are
+        # small to begin with; a large photo shrunk below `upsample_below` would only cost 4x (PoseOptions).
+        first_octave = 0 if longest >= options.upsample_below else -1
     files = {name: [*sizes[name], (image_dir / name).stat().st_size] for name in names}
-    return {"camera_model": model, "single_camera": single, "first_octave": first_octave,
+    prescale = options.prescale and options.max_image_size > 0 and longest > options.max_image_size
+    return {"camera_model": model, "single_camera": single, "first_octave": first_octave, "prescale": prescale,
             "max_image_size": options.max_image_size, "max_num_features": options.max_num_features,
             "images": files}
 
@@ -116,7 +119,8 @@ def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions)
 def matching_settings(options: PoseOptions) -> dict:
     """Everything the verified matches of a pair depend on (the pairs themselves do not matter: COLMAP
     matches only pairs that are not in the database yet)."""
-    return {"max_ratio": options.max_ratio, "min_num_inliers": options.min_num_inliers, "seed": options.seed}
+    return {"max_ratio": options.max_ratio, "min_num_inliers": options.min_num_inliers, "seed": options.seed,
+            "verify_max_trials": options.verify_max_trials}
 
 
 def _read_note(database: Path) -> dict:
@@ -177,12 +181,108 @@ def extract(database: Path, image_dir: Path, names: list[str], options: PoseOpti
     extraction.sift.first_octave = settings["first_octave"]
     mode = pycolmap.CameraMode.SINGLE if settings["single_camera"] else pycolmap.CameraMode.PER_IMAGE
     device = pycolmap.Device.cuda if extraction.use_gpu else pycolmap.Device.cpu
-    pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
-                              extraction_options=extraction, device=device)
+    source, scales = image_dir, {}
+    if settings.get("prescale"):
+        source = Path(database).parent / "prescaled"
+        had = _names_with_features(database)
+        scales = prescale(image_dir, names, options.max_image_size, source, options.num_threads, had)
+    try:
+        pycolmap.extract_features(database, source, image_names=names, camera_mode=mode, reader_options=reader,
+                                  extraction_options=extraction, device=device)
+        if scales:
+            restore_scale(database, image_dir, scales, reader, had)
+    finally:
+        if source != image_dir:
+            shutil.rmtree(source, ignore_errors=True)
     note = _read_note(database)
     if note.get("extraction") != settings:
         _write_note(database, {"extraction": settings})
     return {k: settings[k] for k in ("single_camera", "camera_model", "first_octave")}
+
+
+def prescale(image_dir: Path, names: list[str], max_size: int, out: Path, num_threads: int = -1,
+             link_only: set[str] = frozenset()) -> dict:
+    """Copies of the photos larger than `max_size` shrunk to it with OpenCV (area averaging) into `out`, the
+    others (and those in `link_only`: features already in the database) linked. Returns name -> (x scale,
+    y scale) back to the original, for the shrunk ones. The copies are JPEG under the original names (COLMAP
+    reads a file by its content).
+
+    Why: COLMAP decodes each full photo and resizes it itself before SIFT; on fox (1920 px photos, SIFT at
+    1024 px) that was ~40 % of the feature time on 2 cores (docs/benchmarks.md "Pose stage feature budget").
+    """
+    import cv2
+
+    from splatforge.poses.undistort import _link_or_copy
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+
+    def one(name: str):
+        if name in link_only:
+            _link_or_copy(image_dir / name, out / name)
+            return name, None
+        raw = cv2.imread(str(image_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if raw is None or max(raw.shape[:2]) <= max_size:
+            _link_or_copy(image_dir / name, out / name)
+            return name, None
+        h, w = raw.shape[:2]
+        scale = max_size / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = cv2.resize(raw, (nw, nh), interpolation=cv2.INTER_AREA)
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 95])  # content JPEG, name unchanged
+        if not ok:
+            raise OSError(f"could not encode a shrunk copy of {name}")
+        target.write_bytes(data.tobytes())
+        return name, (w / nw, h / nh)
+
+    threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return {name: scale for name, scale in pool.map(one, names) if scale is not None}
+
+
+def _names_with_features(database: Path) -> set[str]:
+    pycolmap = _pycolmap()
+    if not Path(database).exists():
+        return set()
+    db = pycolmap.Database.open(database)
+    try:
+        return {im.name for im in db.read_all_images() if db.exists_keypoints(im.image_id)}
+    finally:
+        db.close()
+
+
+def restore_scale(database: Path, image_dir: Path, scales: dict, reader, skip: set[str]) -> None:
+    """Keypoints of the shrunk copies back into the original photos' pixels (as COLMAP does after its own
+    resize: positions and affine shapes scaled about the corner), and each camera made from its original photo
+    (size, EXIF focal prior), so the database reads as if COLMAP had been given the originals. Images in
+    `skip` had their features before this extraction and are left alone."""
+    pycolmap = _pycolmap()
+    db = pycolmap.Database.open(database)
+    try:
+        fixed_cameras = set()
+        for image in db.read_all_images():
+            scale = scales.get(image.name)
+            if scale is None or image.name in skip:
+                continue
+            if image.camera_id not in fixed_cameras:
+                camera = pycolmap.infer_camera_from_image(image_dir / image.name, reader)
+                camera.camera_id = image.camera_id
+                db.update_camera(camera)
+                fixed_cameras.add(image.camera_id)
+            keypoints = np.array(db.read_keypoints(image.image_id), dtype=np.float32, copy=True)
+            sx, sy = scale
+            keypoints[:, 0] *= sx
+            keypoints[:, 1] *= sy
+            if keypoints.shape[1] >= 6:  # affine shape [a11 a12; a21 a22]: rows scale with x and y
+                keypoints[:, 2:4] *= sx
+                keypoints[:, 4:6] *= sy
+            elif keypoints.shape[1] == 4:  # x, y, scale, orientation
+                keypoints[:, 2] *= (sx * sy) ** 0.5
+            db.update_keypoints(image.image_id, keypoints)
+    finally:
+        db.close()
 
 
 def read_descriptors(db, images) -> list[np.ndarray]:
@@ -197,13 +297,20 @@ def read_descriptors(db, images) -> list[np.ndarray]:
 # Matching
 
 
+def frames_are_ordered(options: PoseOptions, ordered_hint: bool) -> bool:
+    """Whether the images are frames of a video, in order: `options.ordered`, or when None the stage's hint
+    (the frames came from a video: frames.json)."""
+    return bool(options.ordered if options.ordered is not None else ordered_hint)
+
+
 def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_hint: bool) -> pairing.PairPlan:
     """Choose the matching scheme from the input (see PoseOptions.matching / ordered)."""
     pycolmap = _pycolmap()
     n = len(names)
     scheme = options.matching
-    ordered = options.ordered if options.ordered is not None else ordered_hint
-    needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > 2 * options.sequential_overlap + 1
+    ordered = frames_are_ordered(options, ordered_hint)
+    all_pairs_up_to = max(options.all_pairs_up_to, 2 * options.sequential_overlap + 1)
+    needs_similarity = scheme in ("auto", "sequential", "retrieval") and n > all_pairs_up_to
     sim = None
     if needs_similarity:
         db = pycolmap.Database.open(database)
@@ -220,7 +327,7 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
         is_seq, score = pairing.looks_ordered(sim) if (sim is not None and numbered) else (False, 0.0)
         if ordered:
             scheme, reason = "sequential", "frames come from a video"
-        elif n <= 2 * options.sequential_overlap + 1:
+        elif n <= all_pairs_up_to:
             scheme, reason = "exhaustive", f"only {n} images"
         elif is_seq:
             scheme = "sequential"
@@ -258,6 +365,7 @@ def match(database: Path, names: list[str], plan: pairing.PairPlan, options: Pos
     verification = pycolmap.TwoViewGeometryOptions()
     verification.min_num_inliers = options.min_num_inliers
     verification.ransac.random_seed = options.seed
+    verification.ransac.max_num_trials = options.verify_max_trials
     device = pycolmap.Device.cuda if matching.use_gpu else pycolmap.Device.cpu
     db = pycolmap.Database.open(database)
     try:
@@ -407,7 +515,7 @@ def prune_weak_pairs(database: Path, min_inliers: int, keep_per_image: int = 3) 
 
 
 def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str], options: PoseOptions,
-         refine_pp: bool, low_parallax: bool = False) -> dict:
+         refine_pp: bool, low_parallax: bool = False, video: bool = False) -> dict:
     pycolmap = _pycolmap()
     if out.exists():
         shutil.rmtree(out)
@@ -434,6 +542,12 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
             # COLMAP looks for a starting pair seen 16 degrees apart, then relaxes twice (8, 4), searching all
             # pairs each time: with little parallax the first searches cannot succeed and cost most of the run.
             opts.mapper.init_min_tri_angle = options.low_parallax_init_tri_angle
+        if video and options.video_ba_function_tolerance > 0:
+            # Video frames: long tracks over many near-identical views, and global BAs that creep (0.3 % less
+            # cost per iteration) to their iteration limit every time; they were ~80 % of colosseum's mapping
+            # CPU. Stopping them once an iteration gains < 1e-4 (PoseOptions.video_ba_function_tolerance) cut
+            # it by ~40 % at the same registrations and reprojection error (docs/benchmarks.md).
+            opts.ba_global_function_tolerance = options.video_ba_function_tolerance
     else:
         opts = pycolmap.GlobalPipelineOptions()
         opts.min_model_size = options.min_model_size
@@ -526,9 +640,10 @@ class MappingChoice:
 
 
 def map_with_fallback(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
-                      refine_pp: bool, evidence: MatchEvidence | None = None) -> MappingChoice:
+                      refine_pp: bool, evidence: MatchEvidence | None = None, video: bool = False) -> MappingChoice:
     """Run the mappers in the evidence's order until one gives a model that registers enough images and
-    passes its checks; keep the best model seen (a trustworthy one before a larger one)."""
+    passes its checks; keep the best model seen (a trustworthy one before a larger one). `video`: the images
+    are frames of a video (mapper settings for videos, see `_map`)."""
     order, _ = order_of_mappers(options, evidence)
     low_parallax = evidence is not None and evidence.low_parallax_share >= options.low_parallax_share
     need = options.fallback_min_registered * len(names)
@@ -538,7 +653,7 @@ def map_with_fallback(database: Path, image_dir: Path, names: list[str], options
         t_map = time.perf_counter()
         try:
             models = _map(kind, database, image_dir, work / f"sparse_{kind}", names, options, refine_pp,
-                          low_parallax)
+                          low_parallax, video=video)
         except Exception as exc:  # a mapper crash is a failed attempt, not the end of the stage
             log.warning("%s mapping failed: %s", kind, exc)
             models = {}
@@ -587,8 +702,48 @@ def refuse_untrustworthy(choice: MappingChoice, total: int, options: PoseOptions
 def reconstruct(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
                 ordered_hint: bool = False, progress: Progress | None = None) -> SfmOutput:
     """Features, matching and mapping; features and matches already in the database are reused when they
-    were made with the same settings. Raises PoseError when the kept model places enough photos but fails
-    its checks (validate.py): a wrong model is never handed on."""
+    were made with the same settings. Where the features at `max_image_size` leave photos out, they are
+    extracted again at `retry_image_size` and the capture mapped again; the pass placing more photos is
+    kept, and the seconds of both are counted. Raises PoseError when the kept model places enough photos
+    but fails its checks (validate.py): a wrong model is never handed on."""
+    out, choice = _reconstruct_once(database, image_dir, names, options, work, ordered_hint, progress)
+    size, retry = options.max_image_size, options.retry_image_size
+    if _placed(out) < len(names) and 0 < size < retry and _longest_side(image_dir, names) > size:
+        log.info("%d of %d photos placed with features at %d px: extracting them again at %d px",
+                 _placed(out), len(names), size, retry)
+        again, again_choice = _reconstruct_once(database, image_dir, names, replace(options, max_image_size=retry),
+                                                work / f"at_{retry}px", ordered_hint, progress)
+        passes = [{"max_image_size": size, "registered": _placed(out)},
+                  {"max_image_size": retry, "registered": _placed(again)}]
+        # The database keeps the second pass's features either way: the match graph that explains left-out
+        # photos is read by image name, and a re-run with the first size extracts again (its note differs).
+        if _placed(again) > _placed(out):
+            first, out, choice = out, again, again_choice
+        else:
+            first = again
+        for total, extra in ((out.seconds, first.seconds), (out.cpu_seconds, first.cpu_seconds)):
+            for k, v in extra.items():
+                total[k] = total.get(k, 0.0) + v
+        out.evidence = {**out.evidence, "feature_passes": passes}
+        out.matching += (f"; features extracted again at {retry} px after {passes[0]['registered']}/{len(names)}"
+                         f" at {size} px ({passes[1]['registered']}/{len(names)} then)")
+    refuse_untrustworthy(choice, len(names), options)
+    return out
+
+
+def _longest_side(image_dir: Path, names: list[str]) -> int:
+    """The longest side of the largest photo: a second pass at a larger size changes nothing for photos
+    the first did not shrink."""
+    return max((max(wh) for wh in image_sizes(image_dir, names).values()), default=0)
+
+
+def _placed(out: SfmOutput) -> int:
+    return out.reconstruction.num_reg_images() if out.reconstruction is not None else 0
+
+
+def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
+                      ordered_hint: bool, progress: Progress | None) -> tuple[SfmOutput, MappingChoice]:
+    """One pass of features, matching and mapping at the options' image size (`reconstruct`)."""
     say = progress or (lambda step, frac: None)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -618,13 +773,13 @@ def reconstruct(database: Path, image_dir: Path, names: list[str], options: Pose
     evidence = read_evidence(database, names, options.min_num_inliers)
     order, why = order_of_mappers(options, evidence)
     log.info("mappers: %s (%s)", " then ".join(order), why)
-    choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence)
+    video = frames_are_ordered(options, ordered_hint)
+    choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence, video=video)
     seconds["mapping"], cpu["mapping"] = time.perf_counter() - t, time.process_time() - c
     best = choice.best
     others = [{"images": r.num_reg_images(), "names": sorted(im.name for im in r.images.values() if im.has_pose)}
               for r in choice.models.values() if r is not best]
     others.sort(key=lambda m: -m["images"])
-    refuse_untrustworthy(choice, len(names), options)
     return SfmOutput(best, choice.mapper, matching_desc, seconds, others, choice.attempts,
                      {**evidence.to_dict(), "mapper_order": order, "why": why},
-                     choice.check.to_dict() if choice.check is not None else None, reused, cpu)
+                     choice.check.to_dict() if choice.check is not None else None, reused, cpu), choice

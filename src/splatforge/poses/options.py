@@ -19,12 +19,30 @@ class PoseOptions:
     engine: str = "auto"  # auto (the capture's own poses, poses/existing.py; else colmap) | colmap | vggt | known
     # --- features (SIFT) ---
     # longest side the features are extracted at. fox at 1280 instead of 1600: features -31 %, matching -40 %,
-    # mapping -31 % CPU, median rotation error 0.182 instead of 0.189 degrees (docs/benchmarks-poses.md)
-    max_image_size: int = 1280
+    # mapping -31 % CPU, median rotation error 0.182 instead of 0.189 degrees (docs/benchmarks-poses.md).
+    # 1024 instead of 1280 (issue 17, 2 cores, process CPU s): fox ~2130 -> ~1500 SIFT per photo, features
+    # 37 -> 26, matching 38 -> 26, mapping 21 -> 16, median / max rotation error 0.168 / 0.244 degrees
+    # (0.178 / 0.253 at 1280); 800 px: 0.189 / 0.308, too close to the 0.2 bound. Photos of at most 1024 px
+    # (fern, colosseum's frames) are not affected. The old features: max_image_size=1280 with the old values
+    # of prescale, sequential_overlap and verify_max_trials below (docs/benchmarks.md "Pose stage feature
+    # budget").
+    max_image_size: int = 1024
+    # Where the features at max_image_size leave photos out, they are extracted again at this size and the
+    # capture mapped again; the pass placing more photos is kept (colmap_engine.reconstruct). On the H100
+    # (GPU SIFT, GPU round 13) dtu_scan24 placed 48/49 at 1024 px, twice, and 49/49 at 1280; captures that
+    # place every photo at 1024 px pay nothing. 0: one pass only.
+    retry_image_size: int = 1280
+    # An upper bound, not a target: COLMAP's CPU SIFT keeps whole octaves under it, so fox at 1280 px got the
+    # same ~2130 features per photo with 2048 as with 4096. The image size is the lever on the CPU.
     max_num_features: int = 4096
+    # Photos larger than max_image_size are shrunk with OpenCV (area averaging) before COLMAP reads them
+    # (colmap_engine.prescale), instead of COLMAP decoding and resizing each full photo itself: fox's
+    # features 28 -> 19 CPU s in the stage, same registration and accuracy. False: COLMAP's own resize.
+    prescale: bool = True
     # SIFT's first octave. COLMAP's -1 doubles the image first (4x the pixels): ~2.5x slower for features that
-    # only matter on small images. 0 when the image's longest side is >= `upsample_below`, else -1
-    # (sacre_coeur's ~1080 px internet photos need them: 3/10 registered with 0, 10/10 with -1).
+    # only matter on small images. 0 when the photo's own longest side is >= `upsample_below`, else -1
+    # (sacre_coeur's ~1080 px internet photos need them: 3/10 registered with 0, 10/10 with -1). Decided by
+    # the photo, not by max_image_size: fox's 1920 px frames at 1024 px stay at 0.
     first_octave: int | None = None
     upsample_below: int = 1200
     camera_model: str = "auto"  # auto: RADIAL when all photos share one camera, else SIMPLE_RADIAL
@@ -33,13 +51,23 @@ class PoseOptions:
     matching: str = "auto"  # auto | sequential | exhaustive | retrieval
     ordered: bool | None = None  # None: ordered when the frames came from a video (frames.json)
     exhaustive_max_images: int = 120  # unordered sets up to this size are matched exhaustively
-    sequential_overlap: int = 10  # neighbours matched on each side in an ordered sequence
+    # neighbours matched on each side in an ordered sequence. 5 instead of 10 (issue 17): fox 671 -> 477 pairs
+    # (with the quadratic and loop-closure pairs below), matching -30 % CPU, 0.159 instead of 0.166 degrees;
+    # dtu_scan24 still 49/49 (docs/benchmarks.md "Pose stage feature budget"). 10 gives the old pairs back.
+    sequential_overlap: int = 5
+    # sets of at most this many images are matched exhaustively, ordered or not (before issue 17 this was tied
+    # to 2 x sequential_overlap + 1 = 21). 30: the 25-photo forward-facing test capture came out 0.52 degrees
+    # from its reference with overlap 5 (bound 0.5), 0.42 with overlap 10, 0.45 with all 300 pairs.
+    all_pairs_up_to: int = 30
     quadratic_overlap: bool = True  # also match frames 2^k apart (cheap loop closure along the sequence)
     loop_closure_neighbors: int = 5  # retrieval pairs per frame for far-apart frames (0: none)
     retrieval_neighbors: int = 25  # pairs per image for the `retrieval` scheme
     vocabulary_size: int = 256  # visual words of the on-the-fly retrieval vocabulary
     max_ratio: float = 0.8  # Lowe's ratio test
     min_num_inliers: int = 15  # verified matches for an image pair to count
+    # RANSAC trials at most per pair in geometric verification (COLMAP: 10000). Fox at 1024 px, same matches:
+    # verification 12.2 -> 9.2 CPU s, the same 578 verified pairs and inlier counts (median 116).
+    verify_max_trials: int = 2000
     # --- mapping ---
     # auto: incremental first (with a narrower starting pair when most verified pairs show little parallax),
     # global as the fallback (poses/colmap_engine.py `order_of_mappers` says why).
@@ -82,6 +110,13 @@ class PoseOptions:
     # Global BA leaves out points that add no coverage (COLMAP: off). Fox: -9 % mapping CPU but 0.198 instead
     # of 0.181 degrees: off.
     ba_skip_redundant_points: bool = False
+    # Frames from a video (see `ordered`): the incremental mapper's global bundle adjustments stop once an
+    # iteration lowers the cost by less than this fraction (Ceres' function_tolerance; COLMAP: 0, so every
+    # global BA runs to its iteration limit). Measured on colosseum.mp4 (640x360, 2 threads): 16 of its 19
+    # global BAs ran all 25 iterations without converging (0.3 % less cost per iteration, ~80 % of the mapping
+    # CPU); at 1e-4 they stop after 2-3. Video only: photos keep COLMAP's schedule (fox not re-measured).
+    # 0: as for photos. docs/benchmarks.md "Mapping video frames".
+    video_ba_function_tolerance: float = 1e-4
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False

@@ -91,8 +91,9 @@ def undistorted_reconstruction(reconstruction, pinholes: dict):
         xy = np.array([p.xy for p in points], dtype=np.float64)
         rays = originals[image.camera_id].cam_from_img(xy)
         moved = pinholes[image.camera_id].img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], axis=1))
-        for point, new_xy in zip(points, moved):
-            if np.isfinite(new_xy).all():
+        finite = np.isfinite(moved).all(axis=1)  # once per image: a per-keypoint numpy call cost fox ~2 CPU s
+        for point, new_xy, ok in zip(points, moved.tolist(), finite.tolist()):
+            if ok:
                 point.xy = new_xy
     return rec
 

@@ -305,6 +305,18 @@ def job_options(*, options: str | None = None, **named: Any) -> dict[str, Any]:
     return changes
 
 
+def check_fits(executor: Any, options: dict[str, Any]) -> None:
+    """A 422 for a job no host of the cluster can hold (more GPUs than any one host has), before anything
+    of it is stored or queued; an executor without the check lets every job through."""
+    check = getattr(executor, "check_fits", None)
+    if check is None:
+        return
+    try:
+        check(options)
+    except InputError as exc:
+        raise ApiError(422, exc.message, exc.advice) from None
+
+
 def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
     """The service application. `executor` defaults to a `RayExecutor` started in the lifespan."""
     settings.check()
@@ -422,6 +434,7 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         changes = job_options(preset=preset, steps=steps, force=force or None, frame_count=frame_count,
                               downscale=downscale, max_gaussians=max_gaussians,
                               checkpoint_every_s=checkpoint_every_s, options=options)
+        check_fits(st.executor, changes)
         job_id = secrets.token_urlsafe(16)
         job_dir = settings.jobs_dir / job_id
         try:
@@ -523,6 +536,8 @@ def create_app(settings: ServiceSettings, executor: Any = None) -> FastAPI:
         last checkpoint."""
         st = service(request)
         job = get_job(request, job_id)
+        if job.state in ("failed", "cancelled"):  # the cluster may have lost the host it fitted on
+            check_fits(st.executor, job.options)
         attempt = st.store.claim_attempt(job.id, settings.server_name, states=("failed", "cancelled"),
                                          message="queued again (retry)")
         if attempt is None:

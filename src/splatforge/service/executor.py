@@ -2,7 +2,10 @@
 progress and results survive the server; the server only submits, cancels, and notices crashed workers.
 
 Each task asks Ray for one GPU when the cluster has GPUs (Ray sets the visible device), CPUs otherwise;
-the worker records the GPU it was given (index, UUID, name) in the job's `worker` field and its log.
+a job whose training names several GPUs (`train.gpus`) asks for that many, all on one host. A job no
+host of the cluster can hold is refused when it is submitted (`RayExecutor.check_fits`), and a queued
+one that no host can hold any more (its host left) says so in its message while it waits.
+The worker records the GPU it was given (index, UUID, name) in the job's `worker` field and its log.
 A task carries its attempt number: every write it makes is a compare-and-set on (state, attempt), so a
 job that was cancelled, retried or re-queued after a restart cannot be overwritten by an old worker.
 A worker that dies mid-job (killed, the OOM killer) is retried automatically under a new attempt, at
@@ -88,15 +91,59 @@ def pipeline_options(options: dict[str, Any]) -> Any:
     return RunOptions.from_dict(options)
 
 
-def job_gpu_count(options: dict[str, Any]) -> int:
-    """How many GPUs a job's training asks for: `train.gpus` "0,1" is two (Ray picks which, and the trainer
-    sees them as 0 and 1); unset, one. "all" means nothing on a shared cluster: refused."""
+def job_gpu_request(options: dict[str, Any]) -> tuple[int, bool]:
+    """(how many GPUs, all on one host, a job asks for where the cluster has GPUs; whether it needs them
+    even where it has none). `train.gpus` "0,1" is two, needed (Ray picks which, and the trainer sees them
+    as 0 and 1); unset, one, needed only when `train.device` names a CUDA device (else the job trains on
+    the CPU of a cluster without GPUs); "cpu,cpu" (the multi-process path on the CPU) none. "all" means
+    nothing on a shared cluster: refused."""
     from splatforge.errors import InputError
 
-    gpus = pipeline_options(options).stages["train"].gpus.replace(" ", "")
+    train = pipeline_options(options).stages["train"]
+    gpus = train.gpus.replace(" ", "")
     if gpus == "all":
         raise InputError("a job cannot ask for all GPUs", 'give a list as long as the GPUs it needs, e.g. "0,1" for two')
-    return max(1, len([g for g in gpus.split(",") if g]))
+    named = [g for g in gpus.split(",") if g]
+    if named:
+        count = len([g for g in named if g.isdigit()])
+        return count, count > 0
+    return 1, str(train.device).strip().lower().startswith("cuda")
+
+
+def job_gpu_count(options: dict[str, Any]) -> int:
+    """How many GPUs a job asks Ray for on a cluster with GPUs (`job_gpu_request`)."""
+    return job_gpu_request(options)[0]
+
+
+def largest_gpu_host(nodes: list[dict[str, Any]]) -> int:
+    """The most GPUs any one live Ray node has (`ray.nodes()`); a job's GPUs must all be on one host."""
+    return max((int((n.get("Resources") or {}).get("GPU", 0)) for n in nodes if n.get("Alive")), default=0)
+
+
+def _gpus(n: int) -> str:
+    return f"{n} GPU{'' if n == 1 else 's'}"
+
+
+def gpu_shortfall(need: int, largest: int) -> tuple[str, str] | None:
+    """(error, advice) for a job asking `need` GPUs on one host of a cluster whose largest host has
+    `largest`; None when it fits."""
+    if need <= largest:
+        return None
+    asked = f"this job asks for {_gpus(need)} on one host"
+    if largest == 0:
+        return (f"{asked}; the cluster has no GPU",
+                "leave out train.gpus and train.device to train on the CPU, or add a host with "
+                f"{_gpus(need)} to the cluster (ray start --address HEAD:6379 on it)")
+    example = ",".join(str(i) for i in range(largest))
+    return (f"{asked}; the largest host in the cluster has {largest}",
+            f'ask for at most {largest} (train.gpus "{example}"), or add a host with {_gpus(need)} to the cluster')
+
+
+def waiting_note(need: int, largest: int) -> str:
+    """The message of a queued job that no host can hold now (the host that could left)."""
+    has = "no host has a GPU" if largest == 0 else f"the largest host has {largest}"
+    return (f"waiting for a host with {_gpus(need)}: {has} now; the job starts when such a host joins the "
+            "cluster (or cancel it and ask for fewer)")
 
 
 class _Reporter:
@@ -292,6 +339,9 @@ class _Task:
     stop_by: float | None = None  # set by cancel: time.monotonic() after which the task is stopped by force
     forced: bool = False
     auto_retries: int = 0  # automatic retries after worker deaths that led to this attempt
+    gpus: int = 0  # GPUs asked of Ray, on one host
+    waiting: str | None = None  # the message set while no host can hold the task (`waiting_note`)
+    message_before: str | None = None  # the job's message before that, given back when a host can again
 
 
 @dataclass
@@ -330,6 +380,7 @@ class RayExecutor:
         self._local: Any = None  # local_ray.LocalRay when this server started its own Ray
         self._remote: Any = None
         self._health = RayHealth(False, "Ray is starting")
+        self._largest_gpu_host: int | None = None  # from the last health probe
         self._next_refill = 0.0
 
     def start(self) -> None:
@@ -357,25 +408,61 @@ class RayExecutor:
                  if self._local else "joined", "1 GPU" if self.use_gpu else f"{self.job_num_cpus} CPU")
 
     def submit(self, job_id: str, attempt: int, auto_retries: int = 0) -> None:
-        import ray
-
         with self._lock:
             old = self._tasks.get(job_id)
         if old is not None:  # an earlier attempt still stopping (a retry during a cancel's grace period)
             self.kill(job_id)
+        self._refresh_use_gpu()
+        spec = TaskSpec(job_id=job_id, attempt=attempt, db_url=self.db_url, job_dir=str(self.jobs_dir / job_id),
+                        runner=self.runner, progress_interval_s=self.progress_interval_s)
+        options: dict[str, Any] = {"name": f"splatforge-job-{job_id[:8]}", "num_cpus": self.job_num_cpus}
+        try:
+            job = self.store.get(job_id)
+            gpus = self.job_gpus(job.options) if job is not None else int(self.use_gpu)
+        except Exception as exc:  # noqa: BLE001 - the store away, or options no longer valid: the default ask
+            log.warning("job %s: could not read its GPU request (%s); it asks for the default", job_id, exc)
+            gpus = int(self.use_gpu)
+        if gpus:  # one GPU per job unless its training asks for several (train.gpus)
+            options["num_gpus"] = gpus
+        ref = self._remote.options(**options).remote(spec)
+        with self._lock:
+            self._tasks[job_id] = _Task(attempt, ref, auto_retries=auto_retries, gpus=gpus)
+
+    def _refresh_use_gpu(self) -> None:
+        import ray
+
         try:  # GPU hosts may have joined (or left) the cluster since the start
             self.use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         except Exception as exc:  # noqa: BLE001 - keep the last answer
             log.debug("cluster resources: %s", exc)
-        spec = TaskSpec(job_id=job_id, attempt=attempt, db_url=self.db_url, job_dir=str(self.jobs_dir / job_id),
-                        runner=self.runner, progress_interval_s=self.progress_interval_s)
-        options: dict[str, Any] = {"name": f"splatforge-job-{job_id[:8]}", "num_cpus": self.job_num_cpus}
-        if self.use_gpu:  # one GPU per job unless its training asks for several (train.gpus)
-            job = self.store.get(job_id)
-            options["num_gpus"] = job_gpu_count(job.options) if job is not None else 1
-        ref = self._remote.options(**options).remote(spec)
-        with self._lock:
-            self._tasks[job_id] = _Task(attempt, ref, auto_retries=auto_retries)
+
+    def job_gpus(self, options: dict[str, Any]) -> int:
+        """The GPUs a job's task asks Ray for: on a cluster with GPUs one, or as many as `train.gpus`
+        names; on a cluster without, none, unless the job needs them (`job_gpu_request`)."""
+        count, needed = job_gpu_request(options)
+        return count if self.use_gpu or needed else 0
+
+    def check_fits(self, options: dict[str, Any]) -> None:
+        """Raise InputError (error and advice) when no live host of the cluster has the GPUs the job would
+        ask for: Ray would keep such a task waiting for ever. A multi-GPU job runs on one host (a process
+        per GPU), so the bound is the largest host, not the cluster's total. When Ray cannot tell, the job
+        is let through (the watcher notes a job that waits for a host nobody has)."""
+        import ray
+
+        from splatforge.errors import InputError
+
+        self._refresh_use_gpu()
+        need = self.job_gpus(options)
+        if not need:
+            return
+        try:
+            largest = largest_gpu_host(ray.nodes())
+        except Exception as exc:  # noqa: BLE001 - Ray not answering: health says so; do not refuse for it
+            log.debug("ray.nodes: %s", exc)
+            return
+        problem = gpu_shortfall(need, largest)
+        if problem is not None:
+            raise InputError(*problem)
 
     def cancel(self, job_id: str, grace_s: float | None = None) -> None:
         """Ask the job's worker to stop cleanly; stop it by force if it is still running `grace_s` later
@@ -448,6 +535,7 @@ class RayExecutor:
         node_id = ray.get_runtime_context().get_node_id()
         nodes = ray.nodes()
         alive = [n for n in nodes if n.get("Alive")]
+        self._largest_gpu_host = largest_gpu_host(alive)
         if not any(n.get("NodeID") == node_id for n in alive):
             return RayHealth(False, "the Ray node this server submits through is dead", len(alive), time.monotonic())
         return RayHealth(True, f"{len(alive)} Ray node(s) alive", len(alive), time.monotonic())
@@ -459,6 +547,36 @@ class RayExecutor:
             except Exception as exc:  # noqa: BLE001 - any failure to answer is an unhealthy Ray
                 self._health = RayHealth(False, f"Ray does not answer ({type(exc).__name__}: {exc})"[:300],
                                          checked_at=time.monotonic())
+                continue
+            try:
+                self._note_waiting()
+            except Exception:  # noqa: BLE001 - a note is not worth the health watcher
+                log.exception("could not note the jobs waiting for GPUs")
+
+    def _note_waiting(self) -> None:
+        """Say in a queued job's message when no live host has the GPUs its task asks for (Ray keeps such
+        a task waiting, silently, until one joins), and give the old message back once one has. The job
+        stays queued: a host that left (restarted, was drained) may come back; the user may cancel."""
+        largest = self._largest_gpu_host
+        if largest is None:
+            return
+        with self._lock:
+            tasks = [(job_id, task) for job_id, task in self._tasks.items() if task.gpus and task.stop_by is None]
+        for job_id, task in tasks:
+            note = waiting_note(task.gpus, largest) if task.gpus > largest else None
+            if note is not None and note != task.waiting:
+                job = self.store.get(job_id)
+                if job is None or job.state != "queued" or job.attempt != task.attempt:
+                    continue
+                if self.store.update_where(job_id, states=("queued",), attempt=task.attempt, message=note[:500]):
+                    if task.waiting is None:
+                        task.message_before = job.message
+                    task.waiting = note
+                    log.warning("job %s: %s", job_id, note)
+            elif note is None and task.waiting is not None:
+                self.store.update_where(job_id, states=("queued",), attempt=task.attempt,
+                                        message=(task.message_before or "queued")[:500])
+                task.waiting = None
 
     def _watch(self) -> None:
         """Notice finished and crashed tasks, force-stop cancelled ones past their grace, retry store

@@ -56,7 +56,7 @@ from splatforge.splat.losses import photometric_loss, psnr
 from splatforge.splat.metrics import holdout_psnr, holdout_ssim, make_lpips
 from splatforge.splat.render import render, resolve_backend
 from splatforge.splat.strategy import build_strategy, initial_state, load_strategy_state
-from splatforge.stage import Cancelled, Events, TrainMetrics
+from splatforge.stage import Cancelled, Events, TrainMetrics, train_stats
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingInterrupted", "train"]
 
@@ -519,13 +519,6 @@ def _append_metrics(path: Path, record: dict) -> None:
 
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(to_jsonable(record)) + "\n")
-
-
-def train_stats(metrics: TrainMetrics | None) -> str:
-    """"loss 0.0412  PSNR 27.31  #G 152,004"; dashes before the first measurement (not "nan")."""
-    if metrics is None or metrics.loss is None:
-        return "loss —  PSNR —"
-    return f"loss {metrics.loss:.4f}  PSNR {metrics.psnr:.2f}  #G {metrics.num_gaussians or 0:,}"
 
 
 def _progress_bar(enabled: bool):
