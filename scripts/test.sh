@@ -16,7 +16,7 @@ workers=${SPLATFORGE_TEST_WORKERS:-2}
 xdist=()
 if [ "$workers" != 0 ]; then
   if "$PY" -c 'import xdist' 2>/dev/null; then
-    xdist=(-n "$workers" --dist loadgroup)
+    xdist=(-n "$workers" --dist loadgroup --no-loadscope-reorder)  # in conftest's order: the demo first
   else
     echo "pytest-xdist is not installed (./setup.sh installs it): running the tests in one process" >&2
   fi

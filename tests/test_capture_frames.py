@@ -165,6 +165,7 @@ def test_bad_files_give_clear_errors_and_write_nothing(tmp_path, data_dir):
     _bad_file_writes_nothing(truncated, tmp_path / "out4", "truncated|could not be|no decodable")
 
 
+@pytest.mark.alone  # its budget is for the whole machine (conftest.py: other xdist workers wait)
 def test_colosseum_60_frames_fast(data_dir, tmp_path):
     video = data_dir / "videos" / "colosseum.mp4"  # only read, never written
     if not video.exists():
