@@ -69,6 +69,12 @@ def pytest_collection_modifyitems(config, items):
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs.get(name) and defs[name][-1].scope == "module" for name in names):
             item.add_marker(pytest.mark.xdist_group(f"module:{item.module.__name__}"))
+    if WORKER is not None:  # for the controller's scheduler (pytest_xdist_make_scheduler below)
+        groups = {item.nodeid: mark.args[0] for item in items
+                  for mark in [item.get_closest_marker("xdist_group")] if mark is not None and mark.args}
+        tmp = shared_dir(config) / f"xdist-groups.{WORKER}.tmp"
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(shared_dir(config) / "xdist-groups.json")  # every worker writes the same
     # Tests that read a background command's result run last: by then it has usually finished. The demo's
     # tests run first: while it runs alone (its wall time is bounded) the background commands have the
     # other core.
@@ -79,6 +85,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup that reads the groups from the workers' xdist-groups.json: pytest-xdist 3.8 marks a
+    group by renaming the item's node id, which pytest 9.2 no longer lets it do (node ids are read-only),
+    so its own loadgroup would run the tests of one group in several workers."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileGroupScheduling(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # written in collection, before the workers report it
+                path = shared_dir(config) / "xdist-groups.json"
+                self.groups = json.loads(path.read_text()) if path.exists() else {}
+            group = self.groups.get(nodeid)
+            return f"group:{group}" if group else super()._split_scope(nodeid)
+
+    return FileGroupScheduling(config, log)
 
 
 # --- Tests that run alone ------------------------------------------------------------------------------------
