@@ -388,7 +388,9 @@ def test_events_stream_progress_until_the_end(service):
 
 def test_fifty_concurrent_status_requests_during_a_running_job(service):
     job = submit(service, steps=200)
-    wait_for(lambda: service.get(f"/v1/jobs/{job['id']}").json()["state"] == "running", 60, what="running")
+    # running, and past its first progress report (a job Ray has just started is "running" at progress 0)
+    wait_for(lambda: (lambda j: j["state"] == "running" and j["progress"] > 0)(service.get(f"/v1/jobs/{job['id']}").json()),
+             60, what="running")
 
     def ask(_):
         with httpx.Client(base_url=service.base_url, headers=AUTH, timeout=30) as c:
