@@ -108,8 +108,10 @@ def run_ui_flow(server_url: str, capture: list[Path], shots: Path, steps: int, t
         page.screenshot(path=str(shots / "job-page.png"), full_page=True)
 
         page.goto(server_url + "/#/")
+        # the list shows the rows of its last refresh (the job queued) until its own refresh comes back
         row = page.locator(f"tr[data-job='{job_id}']")
         row.wait_for(timeout=10_000)
+        page.locator(f"tr[data-job='{job_id}']", has_text="succeeded").wait_for(timeout=10_000)
         assert "succeeded" in row.text_content()
         browser.close()
     assert not errors, errors
