@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU round 14 (2026-11-27) on one H100, over several calls on the same warm machine:
-#   bash benchmarks/gpu_round14.sh poses-setup                        (pycolmap-cuda12; carry .whl/gpu-poses)
+#   bash benchmarks/gpu_round14.sh poses-setup                        (pycolmap-cuda12; carry .whl/gpu-poses and the plyfile wheel)
 #   bash benchmarks/gpu_round14.sh poses NAME CAPTURE [KEY=VALUE ...]  (poses_bench.py on .gpu/CAPTURE -> $OUT/NAME.json)
 #   bash benchmarks/gpu_round14.sh train-setup                        (gsplat; carry the gsplat and plyfile wheels)
 #   bash benchmarks/gpu_round14.sh train NAME RUN PRESET [KEY=VALUE ...] (train_bench.py -> $OUT/NAME.json)
@@ -11,7 +11,8 @@
 # `fast` trains the small captures, and where a step's time goes.
 R=/tmp/r14; mkdir -p $R/data $R/out
 case "$1" in
-poses-setup)
+poses-setup)  # plyfile too: the stage writes the sparse points as PLY
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/plyfile-*.whl
   W=.whl/gpu-poses SITE=/tmp/site_poses LIBS=/tmp/poses_libs . benchmarks/gpu_pycolmap_env.sh > $R/env.log 2>&1
   tail -1 $R/env.log
   echo "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH" > $R/poses_env.sh ;;
@@ -28,7 +29,7 @@ train-setup)
 train|profile)
   what=$1; name=$2; run=$3; preset=$4; shift 4
   export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-  [ -d $R/data/$run ] || cp -r .gpu/$run $R/data/
+  [ -d $R/data/$run ] || { mkdir -p $R/data/$(dirname $run); cp -r .gpu/$run $R/data/$(dirname $run)/; }
   sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
   if [ $what = train ]; then
     timeout 300 python3 benchmarks/train_bench.py $R/data/$run --presets $preset "${sets[@]}" --scratch $R/s/$name \
