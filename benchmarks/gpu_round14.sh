@@ -28,7 +28,7 @@ train-setup)
   . benchmarks/gpu_env.sh > $R/train_env.log 2>&1; tail -2 $R/train_env.log ;;
 train|profile)
   what=$1; name=$2; run=$3; preset=$4; shift 4
-  export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+  export PYTHONPATH=/tmp/site:${SRC:-$PWD/src} PYTHONUNBUFFERED=1  # SRC: another copy of src/ (a baseline)
   [ -d $R/data/$run ] || { mkdir -p $R/data/$(dirname $run); cp -r .gpu/$run $R/data/$(dirname $run)/; }
   sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
   if [ $what = train ]; then
