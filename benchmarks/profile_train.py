@@ -66,7 +66,7 @@ def main() -> None:
                                        "checkpoint_every_s": 1e9, **parse_assignments(args.set)}, "train")
     config = options.config()
     phases, start = [], 0.0
-    for fraction, factor in (*config.resolution_schedule, (1.0, 1)):
+    for fraction, factor, *_views in (*config.resolution_schedule, (1.0, 1)):
         mid = int((start + fraction) / 2 * config.steps)
         phases.append((f"1/{factor}", mid, mid + args.window))
         start = fraction

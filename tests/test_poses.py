@@ -288,6 +288,24 @@ def test_the_video_flag_reaches_the_mapper(monkeypatch, tmp_path):
     assert colmap_engine.frames_are_ordered(PoseOptions(ordered=True), False)
 
 
+def test_video_frames_are_described_at_the_first_octave_whatever_their_size(tmp_path):
+    from PIL import Image
+
+    from splatforge.poses import colmap_engine
+
+    for name in ("0001.jpg", "0002.jpg"):
+        Image.new("RGB", (640, 360), (90, 120, 60)).save(tmp_path / name)
+    names = ["0001.jpg", "0002.jpg"]
+
+    def octave(options, video):
+        return colmap_engine.extraction_settings(tmp_path, names, options, video=video)["first_octave"]
+
+    assert octave(PoseOptions(), video=False) == -1  # small photos: SIFT doubles them (upsample_below)
+    assert octave(PoseOptions(), video=True) == PoseOptions().video_first_octave == 0
+    assert octave(PoseOptions(video_first_octave=None), video=True) == -1  # as for photos
+    assert octave(PoseOptions(first_octave=-1), video=True) == -1  # the user's choice wins
+
+
 class _FakePipeline:
     """Stands in for pycolmap.IncrementalPipeline: registers `grow` images after a starting pair, in `models`
     models, and records whether each bundle adjustment would refine the distortion."""

@@ -172,6 +172,39 @@ def test_lpips_is_reported_when_its_weights_are_local(capture32, tmp_path, monke
     assert json.loads(run.train_json.read_text())["eval"]["lpips"] == pytest.approx(result.eval["lpips"])
 
 
+def test_training_steps_like_torch_adam_without_importing_torch_dynamo(capture32, tmp_path):
+    """splat/adam.py: torch.optim's per-step Python and its import of torch._dynamo (3 s of every train stage)
+    are gone; the update is torch's own Adam. In a fresh interpreter, as sys.modules is shared by the tests."""
+    import subprocess
+    import sys
+
+    from splatforge.splat.adam import FusedAdam, step_all
+
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(50, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    ref = torch.optim.Adam([a], lr=1e-2, eps=1e-15, betas=(0.8, 0.99))
+    ours = FusedAdam(b, lr=1e-2, eps=1e-15, betas=(0.8, 0.99))
+    for _ in range(20):
+        g = torch.randn(50, 3)
+        a.grad, b.grad = g.clone(), g.clone()
+        ref.step()
+        step_all([ours])
+    assert torch.allclose(a, b, atol=1e-6)
+    ref.load_state_dict(ours.state_dict())  # checkpoints read either way
+    ours.load_state_dict(ref.state_dict())
+    assert ours.state[b]["step"].item() == 20 and ours.state[b]["exp_avg"].shape == (50, 3)
+
+    run = fresh_run(capture32, tmp_path)
+    code = ("import sys; from splatforge.splat import warmup; warmup.preload_training_imports = lambda: None; "
+            "from splatforge.splat.trainer import TrainOptions, train; "
+            f"train({str(run.root)!r}, TrainOptions(preset='demo', overrides={{'steps': 20}}, device='cpu', "
+            "show_progress=False)); print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "no dynamo"
+
+
 def test_presets_stretch_their_schedule():
     from splatforge.splat.config import PRESETS, MCMCStrategyConfig
 

@@ -96,8 +96,9 @@ def note_path(database: Path) -> Path:
     return Path(database).with_name(FEATURES_NOTE)
 
 
-def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions) -> dict:
-    """Everything the features depend on: decided camera model and SIFT settings, and each image's size."""
+def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions, video: bool = False) -> dict:
+    """Everything the features depend on: decided camera model and SIFT settings, and each image's size.
+    `video`: the images are frames of a video (PoseOptions.video_first_octave)."""
     sizes = image_sizes(image_dir, names)
     single = options.single_camera if options.single_camera is not None else len(set(sizes.values())) == 1
     model = options.camera_model
@@ -105,6 +106,8 @@ def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions)
         model = "RADIAL" if single else "SIMPLE_RADIAL"
     longest = max(max(s) for s in sizes.values())
     first_octave = options.first_octave
+    if first_octave is None and video:
+        first_octave = options.video_first_octave
     if first_octave is None:
         # Decided by the photos' own size, not the size SIFT works at: doubling (-1) is for photos that are
         # small to begin with; a large photo shrunk below `upsample_below` would only cost 4x (PoseOptions).
@@ -751,7 +754,7 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
 
     say("features", 0.0)
     t, c = time.perf_counter(), time.process_time()
-    settings = extraction_settings(image_dir, names, options)
+    settings = extraction_settings(image_dir, names, options, video=frames_are_ordered(options, ordered_hint))
     reused = prepare_database(database, settings, matching_settings(options))
     decided = extract(database, image_dir, names, options, settings)
     seconds["features"], cpu["features"] = time.perf_counter() - t, time.process_time() - c

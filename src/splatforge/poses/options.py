@@ -45,6 +45,14 @@ class PoseOptions:
     # the photo, not by max_image_size: fox's 1920 px frames at 1024 px stay at 0.
     first_octave: int | None = None
     upsample_below: int = 1200
+    # SIFT's first octave for the frames of a video (see `ordered`), whatever their size: neighbouring frames see
+    # the same things at the same scale, so the doubled image's extra small features add observations, not
+    # information. 60-frame synthetic hand-held sequence at 320x240 with reference poses, 2 cores, the whole
+    # stage: 0.114 degrees median rotation error in 16.1 CPU s with 0, 0.104 in 65.9 with -1. colosseum's
+    # 640x360 frames on the H100 (GPU round 14): 67 frames posed in 9.1 s instead of 30.3, 150 in 23.8-33.1
+    # instead of 81.5, all placed (docs/benchmarks.md "Video frames at SIFT's first octave 0"). None: as for
+    # photos (`first_octave`, `upsample_below`).
+    video_first_octave: int | None = 0
     camera_model: str = "auto"  # auto: RADIAL when all photos share one camera, else SIMPLE_RADIAL
     single_camera: bool | None = None  # None: one shared camera when all images have the same size
     # --- matching ---

@@ -96,6 +96,30 @@ class Densify3DGS(DefaultStrategy):
     def regularization(self, params) -> torch.Tensor | float:
         return 0.0
 
+    @torch.no_grad()
+    def _update_state(self, params, state, info, packed: bool = False) -> None:
+        """gsplat's statistics for densification (the visible Gaussians' summed screen-space gradient norms,
+        visit counts, largest screen radius), summed over the cameras with dense masks instead of gsplat's
+        `torch.where(visible)` and boolean indexing (same sums, tests/test_splat_strategy.py): those ask the GPU
+        how many Gaussians are visible, which stops the host until the step's backward pass has finished,
+        every step of the densification window, where it could be queueing the next step's work."""
+        if packed:
+            return super()._update_state(params, state, info, packed=packed)
+        grad_of = info[self.key_for_gradient]
+        grads = (grad_of.absgrad if self.absgrad else grad_of.grad).clone()  # [C, N, 2]
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        n = len(next(iter(params.values())))
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n, device=grads.device)
+        visible = (info["radii"] > 0.0).all(dim=-1)  # [C, N]
+        state["grad2d"] += (grads.norm(dim=-1) * visible).sum(dim=0)
+        state["count"] += visible.sum(dim=0, dtype=state["count"].dtype)
+        if self.refine_scale2d_stop_iter > 0:
+            radii = info["radii"].max(dim=-1).values * visible / float(max(info["width"], info["height"]))
+            state["radii"] = torch.maximum(state["radii"], radii.max(dim=0).values.to(state["radii"].dtype))
+
 
 @dataclass
 class MCMC(MCMCStrategy):

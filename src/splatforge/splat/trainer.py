@@ -38,6 +38,7 @@ from splatforge.errors import InputError, TrainingError
 from splatforge.options import to_dict
 from splatforge.rundir import RENDER_SCORES, RunDir, atomic_path, atomic_write_json, atomic_write_text
 from splatforge.splat import checkpoint as ckpt
+from splatforge.splat.adam import FusedAdam, step_all
 from splatforge.splat.config import TrainConfig, TrainOptions
 from splatforge.splat.data import DataOptions, TrainData, Views, load_data
 from splatforge.splat.device import memory_snapshot, resolve_device
@@ -95,21 +96,20 @@ class TrainResult:
 # --- pieces -------------------------------------------------------------------------------------------
 
 def make_optimizers(params: torch.nn.ParameterDict, config: TrainConfig, scene_scale: float,
-                    world_size: int = 1) -> dict[str, torch.optim.Optimizer]:
+                    world_size: int = 1) -> dict[str, FusedAdam]:
     """One Adam per parameter (what gsplat's strategies expect); batch-size scaling as gsplat's simple_trainer.
 
     Plain Adam rather than gsplat's SelectiveAdam: with the images at 1080p nearly every Gaussian is visible
-    in every view, so skipping invisible ones saves little, and plain Adam runs on the CPU backend too. On
-    CUDA the fused implementation: one kernel per parameter instead of a dozen (the step is launch-bound
-    on small images). On several GPUs the batch is every process's views.
+    in every view, so skipping invisible ones saves little, and plain Adam runs on the CPU backend too. Torch's
+    fused kernel, driven without torch.optim's per-step Python (splat/adam.py: the step is launch-bound).
+    On several GPUs the batch is every process's views.
     """
     bs = config.batch_size * world_size
     out = {}
     for name, p in params.items():
         lr = getattr(config, LR_KEYS[name]) * (scene_scale if name == "means" else 1.0) * math.sqrt(bs)
-        out[name] = torch.optim.Adam([{"params": p, "lr": lr, "name": name}], eps=1e-15 / math.sqrt(bs),
-                                     betas=(1 - bs * (1 - 0.9), 1 - bs * (1 - 0.999)),
-                                     fused=True if p.is_cuda else None)  # one kernel per step on the GPU
+        out[name] = FusedAdam(p, lr=lr, eps=1e-15 / math.sqrt(bs), betas=(1 - bs * (1 - 0.9), 1 - bs * (1 - 0.999)),
+                              name=name)
     return out
 
 
@@ -268,7 +268,7 @@ def train_process(run: RunDir | Path | str, options: TrainOptions, events: Event
     from splatforge.scene import read_scene
     from splatforge.splat.warmup import preload_training_imports
 
-    preload_training_imports()  # the optimizers' import of torch._dynamo, while the images decode
+    preload_training_imports()  # gsplat's CUDA module, while the images decode
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
     config = recipe_for_world(options.config(), world.size)
     backend = resolve_backend(options.backend, device)
@@ -493,8 +493,8 @@ def _train_step(step, params, optimizers, strategy, sstate, sampler, views: View
     lr = means_lr(config, scene_scale, step, world.size)
     for g in optimizers["means"].param_groups:
         g["lr"] = lr
+    step_all(optimizers.values())
     for opt in optimizers.values():
-        opt.step()
         opt.zero_grad(set_to_none=True)
     # Densification after the optimizer step, as gsplat's simple_trainer does.
     strategy.step_post_backward(params, optimizers, sstate, step, out.info, lr=lr)

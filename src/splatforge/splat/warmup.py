@@ -1,9 +1,9 @@
 """Slow imports started early, in a thread, so they are done by the time training needs them.
 
-torch.optim's first optimizer imports torch._dynamo: 3.2 s on the 2-core machine, and on the GPU host the
-block that creates the optimizers took 5.3 s of fox's train stage (`train.json` phases, 2026-11-27).
-gsplat's compiled CUDA module loads on the first rasterisation. `run_pipeline` starts this before the
-stages (it overlaps frames, check and poses); `train` starts it too (it overlaps decoding the images).
+gsplat's compiled CUDA module loads on the first rasterisation. `run_pipeline` starts this before the stages
+(it overlaps frames, check and poses); `train` starts it too (it overlaps decoding the images). torch.optim's
+import of torch._dynamo (5.3 s of fox's train stage on the GPU host, 2026-11-27) was preloaded here too until
+the trainer stopped using torch.optim (splat/adam.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ def preload_training_imports() -> None:
 def _preload() -> None:
     try:
         import torch
-        import torch._dynamo  # noqa: F401
 
         if torch.cuda.is_available():
             from gsplat.cuda._backend import _C  # noqa: F401
