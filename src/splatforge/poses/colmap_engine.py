@@ -754,7 +754,8 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
 
     say("features", 0.0)
     t, c = time.perf_counter(), time.process_time()
-    settings = extraction_settings(image_dir, names, options, video=frames_are_ordered(options, ordered_hint))
+    video = frames_are_ordered(options, ordered_hint)
+    settings = extraction_settings(image_dir, names, options, video=video)
     reused = prepare_database(database, settings, matching_settings(options))
     decided = extract(database, image_dir, names, options, settings)
     seconds["features"], cpu["features"] = time.perf_counter() - t, time.process_time() - c
@@ -776,7 +777,6 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
     evidence = read_evidence(database, names, options.min_num_inliers)
     order, why = order_of_mappers(options, evidence)
     log.info("mappers: %s (%s)", " then ".join(order), why)
-    video = frames_are_ordered(options, ordered_hint)
     choice = map_with_fallback(database, image_dir, names, options, work, refine_pp, evidence, video=video)
     seconds["mapping"], cpu["mapping"] = time.perf_counter() - t, time.process_time() - c
     best = choice.best

@@ -1,11 +1,10 @@
 """Adam for the training loop: torch's fused Adam kernel, driven directly, one parameter per optimizer.
 
-Why by hand (a thin driver, not a new algorithm): a step updates six parameter tensors (means, scales, ...),
-one optimizer each as gsplat's strategies expect, and torch.optim.Adam's Python machinery around every
-`step()` (hooks, group and state bookkeeping, profiler ranges) cost 1.9 ms a training step for the six on the
-2-core machine, against 0.05 ms for the kernel calls themselves, in a loop whose steps take 6-9 ms of host
-time for 2-5 ms of GPU work (docs/benchmarks.md, "What limits the loop"). Creating a torch.optim optimizer
-also imports torch._dynamo (3 s). The update itself is torch's (`torch._fused_adam_`, the kernel behind
+Why by hand (a thin driver, not a new algorithm): creating a torch.optim optimizer imports torch._dynamo,
+which cost fox's `fast` train stage 4-6 s on the H100 (docs/benchmarks.md, "Adam without torch.optim"). Its
+Python around every `step()` also cost 1.9 ms a step for the six parameters (one optimizer each, as gsplat's
+strategies expect) on the 2-core CPU machine, against 0.05 ms for the kernel calls; on the H100 that did not
+shorten the loop. The update itself is torch's (`torch._fused_adam_`, the kernel behind
 `torch.optim.Adam(fused=True)`, on CUDA and CPU); `param_groups`, `state` and `state_dict()` keep
 torch.optim.Adam's layout, so gsplat's densification (which swaps parameters and their state) and checkpoints
 written with torch.optim.Adam work unchanged.
