@@ -516,3 +516,45 @@ def test_photos_left_out_at_the_small_feature_size_get_a_second_pass_at_the_larg
     monkeypatch.setattr(ce, "_longest_side", lambda image_dir, names: 1554)
     ce.reconstruct(tmp_path / "db.db", tmp_path, names, PoseOptions(retry_image_size=0), tmp_path / "w")
     assert calls == [1024]
+
+
+def test_bundle_adjustment_on_the_gpu_follows_use_gpu_unless_asked_otherwise(monkeypatch, tmp_path):
+    from splatforge.poses import colmap_engine
+
+    monkeypatch.setattr(colmap_engine, "use_gpu", lambda options: options.use_gpu is not False)
+    assert _incremental_options(monkeypatch, tmp_path, PoseOptions()).ba_use_gpu
+    assert not _incremental_options(monkeypatch, tmp_path, PoseOptions(ba_use_gpu=False)).ba_use_gpu
+    assert not _incremental_options(monkeypatch, tmp_path, PoseOptions(use_gpu=False)).ba_use_gpu
+    # asked for, but no GPU for pycolmap: stays on the CPU
+    assert not _incremental_options(monkeypatch, tmp_path, PoseOptions(use_gpu=False, ba_use_gpu=True)).ba_use_gpu
+
+
+def test_verification_gets_the_ransac_trial_budget_and_a_changed_budget_invalidates_matches(monkeypatch, tmp_path):
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+    from splatforge.poses.pairs import PairPlan
+
+    seen = []
+    monkeypatch.setattr(pycolmap, "match_image_pairs", lambda db, **kw: seen.append(kw["verification_options"]))
+    db = tmp_path / "database.db"
+    pycolmap.Database.open(db).close()  # empty: the pairs are named in a file
+    options = PoseOptions(verify_min_trials=30, verify_trials_multiplier=1.5, verify_max_trials=500)
+    colmap_engine.match(db, ["a.jpg", "b.jpg"], PairPlan("sequential", "", [(0, 1)]), options, tmp_path / "work")
+    ransac = seen[0].ransac
+    assert (ransac.min_num_trials, ransac.dyn_num_trials_multiplier, ransac.max_num_trials) == (30, 1.5, 500)
+    colmap_engine.match(db, ["a.jpg", "b.jpg"], PairPlan("sequential", "", [(0, 1)]),
+                        PoseOptions(verify_min_trials=5000, verify_max_trials=2000), tmp_path / "work")
+    assert seen[1].ransac.min_num_trials == 2000  # never more than the maximum
+    assert colmap_engine.matching_settings(PoseOptions()) != colmap_engine.matching_settings(
+        PoseOptions(verify_trials_multiplier=3.0))
+    # by default: a small budget for photos, COLMAP's for the frames of a video
+    colmap_engine.match(db, ["a.jpg", "b.jpg"], PairPlan("sequential", "", [(0, 1)]), PoseOptions(),
+                        tmp_path / "work")
+    colmap_engine.match(db, ["a.jpg", "b.jpg"], PairPlan("sequential", "", [(0, 1)]), PoseOptions(),
+                        tmp_path / "work", video=True)
+    colmaps = pycolmap.TwoViewGeometryOptions().ransac
+    assert (seen[2].ransac.min_num_trials, seen[2].ransac.dyn_num_trials_multiplier) == (20, 1.0)
+    assert (seen[3].ransac.min_num_trials, seen[3].ransac.dyn_num_trials_multiplier) == \
+        (colmaps.min_num_trials, colmaps.dyn_num_trials_multiplier) == (100, 3.0)
+    assert colmap_engine.matching_settings(PoseOptions(), video=True) != colmap_engine.matching_settings(PoseOptions())

@@ -119,11 +119,23 @@ def extraction_settings(image_dir: Path, names: list[str], options: PoseOptions,
             "images": files}
 
 
-def matching_settings(options: PoseOptions) -> dict:
+def verification_trials(options: PoseOptions, video: bool = False) -> tuple[int, float]:
+    """RANSAC's floor of trials per model and the multiplier of its confidence-based count in geometric
+    verification (PoseOptions.verify_min_trials / verify_trials_multiplier; None: by photos or video)."""
+    floor = options.verify_min_trials if options.verify_min_trials is not None else (100 if video else 20)
+    multiplier = options.verify_trials_multiplier
+    if multiplier is None:
+        multiplier = 3.0 if video else 1.0
+    return min(floor, options.verify_max_trials), multiplier
+
+
+def matching_settings(options: PoseOptions, video: bool = False) -> dict:
     """Everything the verified matches of a pair depend on (the pairs themselves do not matter: COLMAP
     matches only pairs that are not in the database yet)."""
+    floor, multiplier = verification_trials(options, video)
     return {"max_ratio": options.max_ratio, "min_num_inliers": options.min_num_inliers, "seed": options.seed,
-            "verify_max_trials": options.verify_max_trials}
+            "verify_max_trials": options.verify_max_trials, "verify_min_trials": floor,
+            "verify_trials_multiplier": multiplier}
 
 
 def _read_note(database: Path) -> dict:
@@ -358,8 +370,10 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
                             sorted(chosen))
 
 
-def match(database: Path, names: list[str], plan: pairing.PairPlan, options: PoseOptions, work: Path) -> None:
-    """Match and verify the planned pairs (pairs already in the database are skipped by COLMAP)."""
+def match(database: Path, names: list[str], plan: pairing.PairPlan, options: PoseOptions, work: Path,
+          video: bool = False) -> None:
+    """Match and verify the planned pairs (pairs already in the database are skipped by COLMAP). `video`: the
+    images are frames of a video (`verification_trials`)."""
     pycolmap = _pycolmap()
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = options.num_threads
@@ -369,6 +383,8 @@ def match(database: Path, names: list[str], plan: pairing.PairPlan, options: Pos
     verification.min_num_inliers = options.min_num_inliers
     verification.ransac.random_seed = options.seed
     verification.ransac.max_num_trials = options.verify_max_trials
+    verification.ransac.min_num_trials, verification.ransac.dyn_num_trials_multiplier = \
+        verification_trials(options, video)
     device = pycolmap.Device.cuda if matching.use_gpu else pycolmap.Device.cpu
     db = pycolmap.Database.open(database)
     try:
@@ -389,7 +405,7 @@ def match(database: Path, names: list[str], plan: pairing.PairPlan, options: Pos
         imported.match_list_path = pair_file
         pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=imported,
                                    verification_options=verification, device=device)
-    _write_note(database, {**_read_note(database), "matching": matching_settings(options)})
+    _write_note(database, {**_read_note(database), "matching": matching_settings(options, video)})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -523,10 +539,14 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    ba_gpu = use_gpu(options) if options.ba_use_gpu is None else options.ba_use_gpu and use_gpu(options)
     if kind == "incremental":
         opts = pycolmap.IncrementalPipelineOptions()
         opts.min_model_size = options.min_model_size
-        opts.ba_use_gpu = use_gpu(options)
+        opts.ba_use_gpu = ba_gpu
+        # No colour pass over every frame per model: the stage colours the model it keeps while undistorting,
+        # from the frames it decodes anyway (undistort.colour_points).
+        opts.extract_colors = False
         opts.ba_refine_principal_point = refine_pp
         if options.mapping_preset == "fast":
             opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
@@ -555,7 +575,7 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         opts = pycolmap.GlobalPipelineOptions()
         opts.min_model_size = options.min_model_size
         opts.mapper.global_positioning.use_gpu = use_gpu(options)
-        opts.mapper.bundle_adjustment.ceres.use_gpu = use_gpu(options)
+        opts.mapper.bundle_adjustment.ceres.use_gpu = ba_gpu
         opts.mapper.bundle_adjustment.refine_principal_point = refine_pp
         # On a copy: pruning and calibration rewrite pairs, cameras and two-view geometries, which the note
         # beside the database does not describe (and the incremental mapper wants the full graph).
@@ -756,7 +776,7 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
     t, c = time.perf_counter(), time.process_time()
     video = frames_are_ordered(options, ordered_hint)
     settings = extraction_settings(image_dir, names, options, video=video)
-    reused = prepare_database(database, settings, matching_settings(options))
+    reused = prepare_database(database, settings, matching_settings(options, video))
     decided = extract(database, image_dir, names, options, settings)
     seconds["features"], cpu["features"] = time.perf_counter() - t, time.process_time() - c
     log.info("features: %.1f s (%s; reused from the database: %s)", seconds["features"], decided, reused)
@@ -765,7 +785,7 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
     t, c = time.perf_counter(), time.process_time()
     plan = plan_pairs(database, names, options, ordered_hint)
     log.info("matching: %s (%s)", plan.scheme, plan.reason)
-    match(database, names, plan, options, work)
+    match(database, names, plan, options, work, video=video)
     seconds["matching"], cpu["matching"] = time.perf_counter() - t, time.process_time() - c
     matching_desc = f"{plan.scheme}: {plan.reason}" + ("" if plan.pairs is None else f"; {len(plan.pairs)} pairs")
 

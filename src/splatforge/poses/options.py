@@ -76,6 +76,16 @@ class PoseOptions:
     # RANSAC trials at most per pair in geometric verification (COLMAP: 10000). Fox at 1024 px, same matches:
     # verification 12.2 -> 9.2 CPU s, the same 578 verified pairs and inlier counts (median 116).
     verify_max_trials: int = 2000
+    # ...and at least this many (COLMAP: 100), with the trial count RANSAC's confidence asks for multiplied by
+    # `verify_trials_multiplier` (COLMAP: 3). None: 20 and 1.0 for photos, COLMAP's 100 and 3.0 for the frames of
+    # a video. Verification fits three models (E, F, H) per pair, and with the inlier ratios of overlapping photos
+    # the 100-trial floor and the 3x margin were most of its cost: fox, same matches, 2 threads, matching +
+    # verification 15.3 -> 12.8 CPU s, the same 476 verified pairs, 0.6 % fewer inlier matches; the stage's median
+    # rotation error unchanged (docs/benchmarks.md "GPU round 15"). Video frames keep COLMAP's budget: their
+    # low-parallax pairs are where the homography-or-not verdict decides the mapper's start, and one of two H100
+    # runs of colosseum's 150 frames placed 126/150 with the smaller budget (150/150 in every run with COLMAP's).
+    verify_min_trials: int | None = None
+    verify_trials_multiplier: float | None = None
     # --- mapping ---
     # auto: incremental first (with a narrower starting pair when most verified pairs show little parallax),
     # global as the fallback (poses/colmap_engine.py `order_of_mappers` says why).
@@ -128,6 +138,8 @@ class PoseOptions:
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
+    # Bundle adjustment on the GPU (Ceres' CUDA solver for problems of >= 50 images). None: as `use_gpu`.
+    ba_use_gpu: bool | None = None
     # Bundle adjustment solver: ceres (CPU, or Ceres' CUDA sparse solver with use_gpu) | caspar (COLMAP's GPU
     # bundle adjuster: needs a pycolmap built with it; an inexact solver).
     ba_backend: str = "ceres"
