@@ -110,9 +110,13 @@ def estimate_poses(run: RunDir, options: PoseOptions | None = None,
 
     say("undistortion", 0.9)
     t, c = time.perf_counter(), time.process_time()
+    colour = options.engine == "colmap"  # its incremental mapper leaves the colours to this step
+    if colour and not options.undistort:
+        rec.extract_colors_for_all_images(str(run.frames))
     undistort.write_sparse(rec, run)
     if options.undistort:
-        scene = undistort.undistort(rec, run, options.undistort_max_image_size, options.num_threads)
+        scene = undistort.undistort(rec, run, options.undistort_max_image_size, options.num_threads,
+                                    colour=colour)
     else:
         from splatforge.scene.colmap import reconstruction_to_scene
 
