@@ -18,7 +18,7 @@ poses-setup)  # plyfile too: the stage writes the sparse points as PLY
   echo "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH" > $R/poses_env.sh ;;
 poses)
   name=$2; capture=$3; shift 3
-  . $R/poses_env.sh; export PYTHONPATH=/tmp/site_poses:/tmp/site:$PWD/src
+  . $R/poses_env.sh; export PYTHONPATH=/tmp/site_poses:/tmp/site:${SRC:-$PWD/src}  # SRC: a baseline copy of src/
   [ -d $R/data/$capture ] || cp -r .gpu/$capture $R/data/
   sets=(); [ $# -gt 0 ] && sets=(--set "$@")
   timeout 300 python3 benchmarks/poses_bench.py --data $R/data --captures "$capture" "${sets[@]}" \
