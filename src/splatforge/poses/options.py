@@ -79,9 +79,9 @@ class PoseOptions:
     # ...and at least this many (COLMAP: 100), with the trial count RANSAC's confidence asks for multiplied by
     # `verify_trials_multiplier` (COLMAP: 3). None: 20 and 1.0 for photos, COLMAP's 100 and 3.0 for the frames of
     # a video. Verification fits three models (E, F, H) per pair, and with the inlier ratios of overlapping photos
-    # the 100-trial floor and the 3x margin were most of its cost: fox, same matches, 2 threads, matching +
-    # verification 15.3 -> 12.8 CPU s, the same 476 verified pairs, 0.6 % fewer inlier matches; the stage's median
-    # rotation error unchanged (docs/benchmarks.md "GPU round 15"). Video frames keep COLMAP's budget: their
+    # the 100-trial floor and the 3x margin were most of its cost: fox on 2 cores, the stage's matching step
+    # 18.2-19.4 -> 13.4-14.8 CPU s (descriptor matching alone: ~8.5), the same 476 verified pairs, the same median
+    # rotation error (docs/benchmarks.md "Pose stage, 2026-11-28"). Video frames keep COLMAP's budget: their
     # low-parallax pairs are where the homography-or-not verdict decides the mapper's start, and one of two H100
     # runs of colosseum's 150 frames placed 126/150 with the smaller budget (150/150 in every run with COLMAP's).
     verify_min_trials: int | None = None
@@ -138,10 +138,12 @@ class PoseOptions:
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
-    # Bundle adjustment on the GPU (Ceres' CUDA solver for problems of >= 50 images). None: as `use_gpu`.
+    # Bundle adjustment on the GPU (Ceres' CUDA solver for problems of >= 50 images). None: as `use_gpu`. The
+    # pycolmap-cuda12 4.2.1 wheel's Ceres has no CUDA (it says so and solves on the CPU): no effect there.
     ba_use_gpu: bool | None = None
     # Bundle adjustment solver: ceres (CPU, or Ceres' CUDA sparse solver with use_gpu) | caspar (COLMAP's GPU
-    # bundle adjuster: needs a pycolmap built with it; an inexact solver).
+    # bundle adjuster: needs a pycolmap built with it; an inexact solver). The pycolmap-cuda12 4.2.1 wheel has
+    # none: its incremental mapper then places 0 photos and the stage falls back to the global mapper.
     ba_backend: str = "ceres"
     min_registered_fraction: float = 0.5  # fewer placed photos than this (or than 3) is a failure, not a model
     # --- known cameras / VGGT ---
