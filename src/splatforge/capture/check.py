@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -304,7 +305,8 @@ def _verb(images: list) -> str:
 
 
 def check_capture(
-    input: Path, options: CheckOptions = CheckOptions(), report_dir: Path | None = None
+    input: Path, options: CheckOptions = CheckOptions(), report_dir: Path | None = None,
+    view_graph: Callable[[list[str]], ViewGraph | None] | None = None,
 ) -> QualityReport:
     """Score a capture (a folder of images or a video) before spending time on poses and training.
 
@@ -312,6 +314,9 @@ def check_capture(
         input: folder of images (or a folder with `images/` inside), or a video file.
         options: thresholds and budgets; see `CheckOptions`.
         report_dir: when given, also write a contact sheet (`contact_sheet.png`, `index.html`) there.
+        view_graph: which images share features, given the image names in the check's order (the pose
+            stage's own matches: `capture/sfm_graph.py`); None, or when it returns None: the check's quick
+            ORB/SIFT matching.
 
     Raises `InputError` when the input is missing, empty or not a readable video.
     """
@@ -336,7 +341,9 @@ def check_capture(
             measures = [r[0] for r in results]
             features = [r[1] for r in results]
             thumbs = [r[2] for r in results]
-            graph = _connectivity(loaded, features, is_video, options, pool)
+            graph = view_graph([item.name for item in loaded]) if view_graph is not None else None
+            if graph is None:
+                graph = _connectivity(loaded, features, is_video, options, pool)
             matches, groups, ordered, bridged = graph.matches, graph.groups, graph.ordered, graph.bridged
             t_match = time.perf_counter()
     finally:
@@ -376,7 +383,7 @@ def _replace(options: CheckOptions, **changes) -> CheckOptions:
 
 
 @dataclass
-class _ViewGraph:
+class ViewGraph:
     matches: dict[tuple[int, int], PairMatch]
     groups: list[list[int]]  # connected components, largest first
     ordered: bool
@@ -386,7 +393,7 @@ class _ViewGraph:
 
 
 def _connectivity(loaded: list, features: list, is_video: bool, options: CheckOptions,
-                  pool: ThreadPoolExecutor) -> _ViewGraph:
+                  pool: ThreadPoolExecutor) -> ViewGraph:
     """The view graph from the first matcher, with the second opinion where the first one says no."""
     first, second = options.match, options.second_opinion
     graph = _view_graph(features, is_video, options, first, pool)
@@ -411,7 +418,7 @@ def _connectivity(loaded: list, features: list, is_video: bool, options: CheckOp
 
 def _view_graph(
     features: list, is_video: bool, options: CheckOptions, match: MatchOptions, pool: ThreadPoolExecutor
-) -> _ViewGraph:
+) -> ViewGraph:
     """Which images share enough features: neighbours first, then the pairs `_pairs_to_match` picks,
     then retrieval between components (`_bridge_pairs`)."""
     n = len(features)
@@ -437,10 +444,10 @@ def _view_graph(
             matches[(m.i, m.j)] = m
         bridged += len(extra)
         groups = components(n, [k for k, m in matches.items() if m.connected])
-    return _ViewGraph(matches, groups, ordered, bridged)
+    return ViewGraph(matches, groups, ordered, bridged)
 
 
-def _recheck_steps(loaded: list, graph: _ViewGraph, match: MatchOptions, pool: ThreadPoolExecutor) -> int:
+def _recheck_steps(loaded: list, graph: ViewGraph, match: MatchOptions, pool: ThreadPoolExecutor) -> int:
     """Match the broken steps of an ordered capture again with `match` (its own detector) and keep the
     pairs that connect: the advice "add views between k and k+1" must not rest on one detector's miss.
     Returns how many steps were re-checked."""

@@ -22,17 +22,34 @@ def _run_frames(run: RunDir, options: FrameOptions, events: Events) -> dict[str,
     return ingest(Path(source), run, frame_count=options.count, frame_fps=options.fps).to_dict()
 
 
+CONNECTIVITY = ("auto", "quick", "sfm")
+
+
 @dataclass
 class CheckStageOptions(CheckOptions):
     force: bool = False  # continue past a `will-fail` verdict (the gate before poses)
+    # Which images share features: "sfm" from the pose stage's own SIFT features and verified matches, made
+    # here and kept in colmap/database.db for the pose stage (capture/sfm_graph.py); "quick" from the check's
+    # own ORB/SIFT matching; "auto": sfm where pycolmap does SIFT on a GPU and the capture has no poses of its
+    # own, else quick.
+    connectivity: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.connectivity not in CONNECTIVITY:
+            raise ValueError(f"connectivity must be one of {', '.join(CONNECTIVITY)}, not {self.connectivity!r}")
 
 
 def _run_check(run: RunDir, options: CheckStageOptions, events: Events) -> dict[str, Any]:
+    from splatforge.capture import sfm_graph
     from splatforge.capture.check import check_capture, gate, write_quality
 
-    report = check_capture(run.frames, options, report_dir=run.quality_dir)
+    own_poses = _has_own_poses(run)
+    sfm = options.connectivity == "sfm" or (options.connectivity == "auto" and not own_poses
+                                            and sfm_graph.sfm_available())
+    graph = (lambda names: sfm_graph.sfm_view_graph(run, names)) if sfm else None
+    report = check_capture(run.frames, options, report_dir=run.quality_dir, view_graph=graph)
     write_quality(report, run.quality_json)
-    gate(report, force=options.force or _has_own_poses(run), details=run.quality_json.name)
+    gate(report, force=options.force or own_poses, details=run.quality_json.name)
     return {"score": report.score, "verdict": report.verdict}
 
 

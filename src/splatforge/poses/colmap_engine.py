@@ -197,18 +197,19 @@ def extract(database: Path, image_dir: Path, names: list[str], options: PoseOpti
     mode = pycolmap.CameraMode.SINGLE if settings["single_camera"] else pycolmap.CameraMode.PER_IMAGE
     device = pycolmap.Device.cuda if extraction.use_gpu else pycolmap.Device.cpu
     source, scales = image_dir, {}
-    if settings.get("prescale"):
-        source = Path(database).parent / "prescaled"
-        had = _names_with_features(database)
-        scales = prescale(image_dir, names, options.max_image_size, source, options.num_threads, had)
-    try:
-        pycolmap.extract_features(database, source, image_names=names, camera_mode=mode, reader_options=reader,
-                                  extraction_options=extraction, device=device)
-        if scales:
-            restore_scale(database, image_dir, scales, reader, had)
-    finally:
-        if source != image_dir:
-            shutil.rmtree(source, ignore_errors=True)
+    had = _names_with_features(database)
+    if not set(names) <= had:  # all there (made by the capture check: capture/sfm_graph.py): nothing to do
+        if settings.get("prescale"):
+            source = Path(database).parent / "prescaled"
+            scales = prescale(image_dir, names, options.max_image_size, source, options.num_threads, had)
+        try:
+            pycolmap.extract_features(database, source, image_names=names, camera_mode=mode,
+                                      reader_options=reader, extraction_options=extraction, device=device)
+            if scales:
+                restore_scale(database, image_dir, scales, reader, had)
+        finally:
+            if source != image_dir:
+                shutil.rmtree(source, ignore_errors=True)
     note = _read_note(database)
     if note.get("extraction") != settings:
         _write_note(database, {"extraction": settings})
@@ -426,6 +427,25 @@ class MatchEvidence:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def verified_pairs(database: Path, names: list[str]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Inlier matches of every verified pair among `names` ((name, name) -> count), and keypoints per image."""
+    pycolmap = _pycolmap()
+    wanted = set(names)
+    db = pycolmap.Database.open(database)
+    try:
+        ids = {im.image_id: im.name for im in db.read_all_images() if im.name in wanted}
+        keypoints = {name: db.num_keypoints_for_image(image_id) for image_id, name in ids.items()}
+        pair_ids, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    pairs = {}
+    for pair_id, geom in zip(pair_ids, geometries):
+        a, b = pycolmap.pair_id_to_image_pair(pair_id)
+        if a in ids and b in ids and len(geom.inlier_matches):
+            pairs[(ids[a], ids[b])] = len(geom.inlier_matches)
+    return pairs, keypoints
 
 
 def read_evidence(database: Path, names: list[str], min_inliers: int) -> MatchEvidence:
