@@ -171,9 +171,8 @@ def test_sfm_view_graph_has_every_step_and_splits_where_no_pair_is_verified(monk
     names = [f"{k:03d}.png" for k in range(5)]
     for name in names:
         write_image(run.frames / name, np.zeros((8, 8, 3), np.uint8))
-    for step in ("extraction_settings", "prepare_database", "extract", "match"):
-        monkeypatch.setattr(colmap_engine, step, lambda *a, **k: {})
-    monkeypatch.setattr(colmap_engine, "plan_pairs", lambda *a, **k: PairPlan("exhaustive", "", None))
+    matched = colmap_engine.Matched(False, {}, PairPlan("exhaustive", "", None), "nothing", {}, {})
+    monkeypatch.setattr(colmap_engine, "features_and_matches", lambda *a, **k: matched)
     # 0-1-2 and 3-4 verified (0-2 skips a step); 2-3 never: two groups
     verified = {("000.png", "001.png"): 80, ("002.png", "000.png"): 40, ("003.png", "004.png"): 12}
     monkeypatch.setattr(colmap_engine, "verified_pairs", lambda db, n: (verified, {n_: 1000 for n_ in n}))
@@ -183,5 +182,6 @@ def test_sfm_view_graph_has_every_step_and_splits_where_no_pair_is_verified(monk
     assert not graph.matches[(3, 4)].connected  # 12 inliers: under the pose stage's 15
     assert graph.groups == [[0, 1, 2], [3], [4]] and graph.matches[(0, 1)].overlap == 0.08
 
-    monkeypatch.setattr(colmap_engine, "extract", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no GPU")))
+    monkeypatch.setattr(colmap_engine, "features_and_matches",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no GPU")))
     assert sfm_graph.sfm_view_graph(run, names) is None  # the check then matches on its own

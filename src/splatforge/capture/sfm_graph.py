@@ -41,12 +41,8 @@ def sfm_view_graph(run: RunDir, check_names: list[str]) -> ViewGraph | None:
     try:
         names, ordered_hint = frame_names(run)
         options = PoseOptions()
-        video = colmap_engine.frames_are_ordered(options, ordered_hint)
-        settings = colmap_engine.extraction_settings(run.frames, names, options, video=video)
-        colmap_engine.prepare_database(run.database, settings, colmap_engine.matching_settings(options, video))
-        colmap_engine.extract(run.database, run.frames, names, options, settings)
-        plan = colmap_engine.plan_pairs(run.database, names, options, ordered_hint)
-        colmap_engine.match(run.database, names, plan, options, run.colmap_dir / "work", video=video)
+        matched = colmap_engine.features_and_matches(run.database, run.frames, names, options,
+                                                     run.colmap_dir / "work", ordered_hint)
         inliers, keypoints = colmap_engine.verified_pairs(run.database, names)
     except Exception as exc:  # the quick matcher still gives a verdict; the pose stage will say what is wrong
         log.warning("the pose stage's features could not be made for the check (%s): quick matching instead", exc)
@@ -63,5 +59,5 @@ def sfm_view_graph(run: RunDir, check_names: list[str]) -> ViewGraph | None:
     for k in range(len(check_names) - 1):  # the check reads every step of an ordered capture
         matches.setdefault((k, k + 1), PairMatch(k, k + 1, 0, 0, 0.0, False))
     groups = components(len(check_names), [k for k, m in matches.items() if m.connected])
-    return ViewGraph(matches, groups, ordered=video or plan.scheme == "sequential", bridged=0,
+    return ViewGraph(matches, groups, ordered=matched.video or matched.plan.scheme == "sequential", bridged=0,
                      matched_with=DESCRIPTION, first_groups=len(groups))

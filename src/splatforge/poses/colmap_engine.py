@@ -784,9 +784,22 @@ def _placed(out: SfmOutput) -> int:
     return out.reconstruction.num_reg_images() if out.reconstruction is not None else 0
 
 
-def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
-                      ordered_hint: bool, progress: Progress | None) -> tuple[SfmOutput, MappingChoice]:
-    """One pass of features, matching and mapping at the options' image size (`reconstruct`)."""
+@dataclass
+class Matched:
+    """What `features_and_matches` left in the database, and how."""
+
+    video: bool  # the images are frames of a video (settings for videos)
+    decided: dict  # single_camera, camera_model, first_octave
+    plan: pairing.PairPlan
+    reused: str  # what the database already held: nothing | features | features and matches
+    seconds: dict[str, float]  # wall seconds: features, matching
+    cpu: dict[str, float]  # process CPU seconds: features, matching
+
+
+def features_and_matches(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
+                         ordered_hint: bool, progress: Progress | None = None) -> Matched:
+    """SIFT features and verified matches of `names` into `database`, as the pose stage makes them; what the
+    database holds with the same settings is kept (the capture check may have made it: capture/sfm_graph.py)."""
     say = progress or (lambda step, frac: None)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -807,6 +820,16 @@ def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options
     log.info("matching: %s (%s)", plan.scheme, plan.reason)
     match(database, names, plan, options, work, video=video)
     seconds["matching"], cpu["matching"] = time.perf_counter() - t, time.process_time() - c
+    return Matched(video, decided, plan, reused, seconds, cpu)
+
+
+def _reconstruct_once(database: Path, image_dir: Path, names: list[str], options: PoseOptions, work: Path,
+                      ordered_hint: bool, progress: Progress | None) -> tuple[SfmOutput, MappingChoice]:
+    """One pass of features, matching and mapping at the options' image size (`reconstruct`)."""
+    say = progress or (lambda step, frac: None)
+    matched = features_and_matches(database, image_dir, names, options, work, ordered_hint, progress)
+    video, decided, plan, reused = matched.video, matched.decided, matched.plan, matched.reused
+    seconds, cpu = dict(matched.seconds), dict(matched.cpu)
     matching_desc = f"{plan.scheme}: {plan.reason}" + ("" if plan.pairs is None else f"; {len(plan.pairs)} pairs")
 
     say("mapping", 0.5)
