@@ -4,6 +4,7 @@ matches already in the database are reused (fast: COLMAP's own synthetic dataset
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pycolmap
@@ -238,3 +239,26 @@ def test_no_gpu_is_visible_when_cuda_visible_devices_hides_them(monkeypatch):
         assert colmap_engine.gpu_visible() is False
     finally:
         colmap_engine.gpu_visible.cache_clear()
+
+
+def test_the_pair_plan_is_kept_beside_the_features_and_made_again_when_anything_it_depends_on_changes(
+        synthetic, monkeypatch):
+    from splatforge.poses import pairs as pairing
+
+    _, db, names = synthetic
+    extraction = {"camera_model": "RADIAL", "first_octave": 0, "images": {}}
+    colmap_engine.note_path(db).write_text(json.dumps({"extraction": extraction}))
+    options = PoseOptions(all_pairs_up_to=3, sequential_overlap=1, loop_closure_neighbors=2)
+    made = []
+    real = pairing.bow_vectors
+    monkeypatch.setattr(pairing, "bow_vectors", lambda *a, **k: made.append(1) or real(*a, **k))
+
+    first = colmap_engine.plan_pairs(db, names, options, True)
+    assert first.scheme == "sequential" and first.pairs and len(made) == 1
+    again = colmap_engine.plan_pairs(db, names, options, True)
+    assert again == first and len(made) == 1  # read from the note: no vocabulary built
+    colmap_engine.plan_pairs(db, names, replace(options, loop_closure_neighbors=3), True)
+    colmap_engine.plan_pairs(db, names[:-1], replace(options, loop_closure_neighbors=3), True)
+    assert len(made) == 3  # another option, other images: planned again
+    colmap_engine.prepare_database(db, {**extraction, "first_octave": -1}, colmap_engine.matching_settings(options))
+    assert not colmap_engine.note_path(db).exists()  # other features: the plan went with them
