@@ -329,12 +329,12 @@ def plan_pairs(database: Path, names: list[str], options: PoseOptions, ordered_h
     database's note: a stage that finds its matches made (by the capture check) does not build the retrieval
     vocabulary again (fox on the H100: 0.4-0.5 s of a 0.5 s matching step)."""
     key = {"names": list(names), "ordered_hint": bool(ordered_hint), **{f: getattr(options, f) for f in PLAN_FIELDS}}
-    stored = _read_note(database).get("plan") or {}
+    note = _read_note(database)
+    stored = note.get("plan") or {}
     if stored.get("key") == key:
         pairs = stored["pairs"]
         return pairing.PairPlan(stored["scheme"], stored["reason"], None if pairs is None else [tuple(p) for p in pairs])
     plan = _new_plan(database, names, options, ordered_hint)
-    note = _read_note(database)
     if note:  # a note describes the features: the plan is only valid together with it
         _write_note(database, {**note, "plan": {"key": key, "scheme": plan.scheme, "reason": plan.reason,
                                                 "pairs": None if plan.pairs is None else [list(p) for p in plan.pairs]}})
