@@ -136,6 +136,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def observed_colours(rgb: np.ndarray, image) -> tuple[np.ndarray, np.ndarray]:
     """(N,) ids of the 3D points `image` observes and (N, 3) float32 colours of `rgb`, its (H, W, 3) uint8
     pixels, at their keypoints: bilinear, COLMAP's pixel centres at +0.5, as COLMAP samples them."""
+    # By hand, not cv2.remap: COLMAP averages unrounded samples over a track (remap rounds each to uint8), and
+    # remap's maps are capped at 32767 wide (an image can observe more points than that).
     observed = image.get_observation_points2D()
     ids = np.array([p.point3D_id for p in observed], dtype=np.int64)
     xy = np.array([p.xy for p in observed], dtype=np.float64).reshape(-1, 2) - 0.5
