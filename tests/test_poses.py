@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,6 +121,26 @@ def test_undistortion_map_inverts_the_distortion():
     # the table at the pixel holding the point points (OpenCV pixels = COLMAP - 0.5) at the original one
     assert np.all(np.abs(map_x[iv[ok], iu[ok]] + 0.5 - dist[ok, 0]) < 1.5)
     assert np.all(np.abs(map_y[iv[ok], iu[ok]] + 0.5 - dist[ok, 1]) < 1.5)
+
+
+@pytest.mark.parametrize("model, params", [
+    ("SIMPLE_PINHOLE", [170.0, 99.0, 76.0]),
+    ("PINHOLE", [180.0, 175.0, 103.0, 77.0]),
+    ("SIMPLE_RADIAL", [170.0, 99.0, 76.0, 0.09]),
+    ("RADIAL", [170.0, 101.0, 74.0, 0.06, -0.08]),
+    ("OPENCV", [180.0, 175.0, 103.0, 77.0, 0.08, -0.05, 0.001, -0.0005]),
+    ("FULL_OPENCV", [180.0, 175.0, 103.0, 77.0, 0.08, -0.05, 0.001, -0.0005, 0.01, 0.02, -0.01, 0.005]),
+])
+def test_opencv_undistortion_tables_match_tracing_each_ray(model, params):
+    import pycolmap
+
+    from splatforge.poses.undistort import _traced_map, undistortion_map
+
+    cam = pycolmap.Camera(model=model, width=200, height=150, params=params)
+    pinhole, map_x, map_y = undistortion_map(cam)
+    traced_x, traced_y = _traced_map(cam, pinhole)
+    assert map_x.shape == traced_x.shape == (pinhole.height, pinhole.width)
+    assert np.abs(map_x - traced_x).max() < 1e-3 and np.abs(map_y - traced_y).max() < 1e-3
 
 
 def _tiny_posed_capture(tmp_path):
@@ -251,7 +272,7 @@ def _incremental_options(monkeypatch, tmp_path, options: PoseOptions, video: boo
     seen = []
     monkeypatch.setattr(pycolmap, "incremental_mapping", lambda db, images, out, opts: seen.append(opts) or {})
     monkeypatch.setattr(colmap_engine, "run_incremental",
-                        lambda db, images, out, opts, from_images=0: seen.append(opts) or {})
+                        lambda db, images, out, opts, *schedules: seen.append(opts) or {})
     assert colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", ["a.jpg"], options,
                               True, video=video) == {}
     return seen[0]
@@ -261,10 +282,23 @@ def test_video_frames_get_global_bundle_adjustments_that_stop_when_they_stall(mo
     photos = _incremental_options(monkeypatch, tmp_path, PoseOptions())
     video = _incremental_options(monkeypatch, tmp_path, PoseOptions(), video=True)
     off = _incremental_options(monkeypatch, tmp_path, PoseOptions(video_ba_function_tolerance=0), video=True)
-    assert photos.ba_global_function_tolerance == 0.0  # COLMAP's: photos keep their schedule
     assert video.ba_global_function_tolerance == PoseOptions().video_ba_function_tolerance > 0
+    assert video.ba_local_function_tolerance == 0.0  # COLMAP's: local BAs of video frames keep their schedule
     assert off.ba_global_function_tolerance == 0.0
     assert video.ba_global_max_num_iterations == photos.ba_global_max_num_iterations  # the limit is unchanged
+
+
+def test_photos_get_global_bundle_adjustments_that_stop_when_they_stall_when_asked(monkeypatch, tmp_path):
+    default = _incremental_options(monkeypatch, tmp_path, PoseOptions())
+    asked = _incremental_options(monkeypatch, tmp_path, PoseOptions(ba_global_function_tolerance=1e-3))
+    thorough = _incremental_options(monkeypatch, tmp_path,
+                                    PoseOptions(ba_global_function_tolerance=1e-3, mapping_preset="thorough"))
+    assert default.ba_local_function_tolerance == default.ba_global_function_tolerance == 0.0  # COLMAP's
+    assert asked.ba_global_function_tolerance == 1e-3
+    assert asked.ba_local_function_tolerance == 0.0  # local BAs keep their schedule
+    assert thorough.ba_local_function_tolerance == thorough.ba_global_function_tolerance == 0.0
+    video = _incremental_options(monkeypatch, tmp_path, PoseOptions(ba_global_function_tolerance=0.5), video=True)
+    assert video.ba_global_function_tolerance == PoseOptions().video_ba_function_tolerance  # not the photos'
 
 
 def test_the_video_flag_reaches_the_mapper(monkeypatch, tmp_path):
@@ -312,6 +346,7 @@ class _FakePipeline:
 
     models: list[int] = []
     seen: list[tuple[int, bool]] = []
+    tolerances: list[tuple[int, float]] = []  # the global BAs' function tolerance after registration n
 
     def __init__(self, options, database, manager):
         self.options, self.manager, self.callbacks = options, manager, {}
@@ -328,6 +363,7 @@ class _FakePipeline:
             for n in range(3, grow + 3):
                 self.callbacks[kinds.NEXT_IMAGE_REG_CALLBACK]()
                 self.seen.append((n, self.options.ba_refine_extra_params))  # the BA after registration n
+                self.tolerances.append((n, self.options.ba_global_function_tolerance))
             self.manager.models.append(pycolmap.Reconstruction())
 
 
@@ -376,6 +412,37 @@ def test_distortion_is_fixed_until_the_model_is_large_enough(monkeypatch, tmp_pa
     opts.ba_refine_extra_params = True
     assert run_incremental(tmp_path / "db", tmp_path, tmp_path / "out", opts, 0) == {}
     assert called == [True]
+
+
+def test_global_bundle_adjustments_get_the_final_tolerance_once_every_photo_is_placed(monkeypatch, tmp_path):
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    run_incremental = colmap_engine.run_incremental
+    seen = []
+    monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: seen.append(a[4:]) or {})
+    fast = PoseOptions(ba_global_function_tolerance=1e-3)
+    assert 0 <= fast.ba_final_function_tolerance < fast.ba_global_function_tolerance
+    for options, video, expect in ((fast, False, 7), (PoseOptions(), False, 0),  # off: COLMAP's throughout
+                                   (replace(fast, ba_final_function_tolerance=1e-3), False, 0),  # the same throughout
+                                   (replace(fast, mapping_preset="thorough"), False, 0),
+                                   (fast, True, 0)):  # video frames: their own tolerance throughout
+        colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", [f"{i}.jpg" for i in range(7)],
+                           options, True, video=video)
+        assert seen.pop() == (0, expect, options.ba_final_function_tolerance)
+
+    monkeypatch.setattr(pycolmap, "IncrementalPipeline", _FakePipeline)
+    monkeypatch.setattr(pycolmap, "ReconstructionManager", _FakeManager)
+    monkeypatch.setattr(pycolmap.Database, "open", lambda path: type("Db", (), {"close": lambda self: None})())
+    _FakePipeline.models, _FakePipeline.seen, _FakePipeline.tolerances = [12, 3], [], []
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.ba_global_function_tolerance = 1e-3
+    run_incremental(tmp_path / "db", tmp_path, tmp_path / "out", opts, 0, 14)
+    first, second = _FakePipeline.tolerances[:12], _FakePipeline.tolerances[12:]
+    assert first[:-1] == [(n, 1e-3) for n in range(3, 14)] and first[-1] == (14, 0.0)  # the final BA: to convergence
+    assert second == [(3, 1e-3), (4, 1e-3), (5, 1e-3)]  # a new model grows with the early stops again
+    assert all(refined for _, refined in _FakePipeline.seen)  # no distortion schedule: refined throughout
 
 
 def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):

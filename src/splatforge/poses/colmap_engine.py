@@ -597,6 +597,10 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
             opts.ba_local_max_num_iterations = options.ba_local_max_iterations
             opts.mapper.ba_local_num_images = options.ba_local_num_images
             opts.mapper.ba_global_ignore_redundant_points3D = options.ba_skip_redundant_points
+            if not video:
+                # Photos: global bundle adjustments that creep stop once an iteration gains less than this
+                # fraction of the cost (PoseOptions.ba_global_function_tolerance says why).
+                opts.ba_global_function_tolerance = options.ba_global_function_tolerance
             if options.ba_threads_always:
                 opts.ba_min_num_residuals_for_cpu_multi_threading = 0
         backend = pycolmap.BundleAdjustmentBackend.CASPAR if options.ba_backend == "caspar" else \
@@ -633,7 +637,12 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     opts.image_names = list(names)
     if kind == "incremental":
         opts.ba_refine_extra_params = options.fix_distortion_until <= 0
-        models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)))
+        # Photos: once every photo is placed, the final global refinement gets its own early stop
+        # (PoseOptions.ba_final_function_tolerance says why).
+        final = not video and options.mapping_preset == "fast" and \
+            0 <= options.ba_final_function_tolerance < opts.ba_global_function_tolerance
+        models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
+                                 len(names) if final else 0, options.ba_final_function_tolerance)
     else:
         models = pycolmap.global_mapping(database, image_dir, out, opts)
     return dict(models)
@@ -646,21 +655,28 @@ def distortion_from(options: PoseOptions, images: int) -> int:
     return max(3, min(options.fix_distortion_until, images // 2))
 
 
-def run_incremental(database: Path, image_dir: Path, out: Path, opts, distortion_from_images: int = 0) -> dict:
-    """pycolmap's incremental mapping with the camera's distortion (extra parameters) kept fixed until the
-    model being built has `distortion_from_images` registered images; every bundle adjustment after that (local
-    and global, the final global one included) refines it. 0: refined from the first two-view bundle
-    adjustment, as COLMAP does (`pycolmap.incremental_mapping` itself).
+def run_incremental(database: Path, image_dir: Path, out: Path, opts, distortion_from_images: int = 0,
+                    final_from_images: int = 0, final_tolerance: float = 0.0) -> dict:
+    """pycolmap's incremental mapping with two schedules over the model being built (0: off, as COLMAP does,
+    `pycolmap.incremental_mapping` itself):
 
-    Why: a two-view bundle adjustment of a starting pair a few degrees apart can fit any distortion. On the
-    colosseum video it fitted k2 1.28 (over COLMAP's max_extra_param 1.0), after which the mapper refused every
-    next frame and spent minutes in failed starts (docs/benchmarks-poses.md, "Distortion schedule").
+    - distortion_from_images: the camera's distortion (extra parameters) is kept fixed until the model has this
+      many registered images; every bundle adjustment after that (local and global, the final global one
+      included) refines it. Why: a two-view bundle adjustment of a starting pair a few degrees apart can fit any
+      distortion. On the colosseum video it fitted k2 1.28 (over COLMAP's max_extra_param 1.0), after which the
+      mapper refused every next frame and spent minutes in failed starts (docs/benchmarks-poses.md,
+      "Distortion schedule").
+    - final_from_images: from this many registered images on, global bundle adjustments stop at
+      `final_tolerance` instead of `opts.ba_global_function_tolerance` (0: to convergence, as COLMAP's do), the
+      final refinement included.
     """
     pycolmap = _pycolmap()
-    if distortion_from_images <= 0:
+    if distortion_from_images <= 0 and final_from_images <= 0:
         return dict(pycolmap.incremental_mapping(database, image_dir, out, opts))
     opts.image_path = str(image_dir)
-    opts.ba_refine_extra_params = False
+    refine_distortion = opts.ba_refine_extra_params
+    tolerance = opts.ba_global_function_tolerance
+    opts.ba_refine_extra_params = refine_distortion and distortion_from_images <= 0
     manager = pycolmap.ReconstructionManager()
     db = pycolmap.Database.open(database)
     try:
@@ -670,14 +686,20 @@ def run_incremental(database: Path, image_dir: Path, out: Path, opts, distortion
 
         def started():  # a new model from its starting pair (also after a discarded one)
             registered[0] = 2
-            live.ba_refine_extra_params = False
+            live.ba_refine_extra_params = refine_distortion and distortion_from_images <= 0
+            live.ba_global_function_tolerance = tolerance
 
         def grew():
             registered[0] += 1
-            if registered[0] >= distortion_from_images and not live.ba_refine_extra_params:
+            if (distortion_from_images > 0 and registered[0] >= distortion_from_images
+                    and not live.ba_refine_extra_params):
                 log.info("incremental mapping: %d images registered, distortion refined from now on",
                          registered[0])
                 live.ba_refine_extra_params = True
+            if final_from_images > 0 and registered[0] == final_from_images:
+                log.info("incremental mapping: %d images registered, global bundle adjustments stop at %g",
+                         registered[0], final_tolerance)
+                live.ba_global_function_tolerance = final_tolerance
 
         callbacks = pycolmap.IncrementalPipelineCallback
         pipeline.add_callback(callbacks.INITIAL_IMAGE_PAIR_REG_CALLBACK, started)
