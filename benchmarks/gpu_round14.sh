@@ -22,7 +22,7 @@ poses)
   [ -d $R/data/$capture ] || cp -r .gpu/$capture $R/data/
   sets=(); [ $# -gt 0 ] && sets=(--set "$@")
   timeout 300 python3 benchmarks/poses_bench.py --data $R/data --captures "$capture" "${sets[@]}" \
-    --json $R/out/$name.json > $R/out/$name.log 2>&1; echo "$name rc=$?"
+    --json $R/out/$name.json ${KEEP:+--keep $KEEP} > $R/out/$name.log 2>&1; echo "$name rc=$?"  # KEEP: run folders
   cp $R/out/$name.json "$OUT/" 2>/dev/null; tail -c 3000 $R/out/$name.log > "$OUT/$name.log" ;;
 train-setup)
   . benchmarks/gpu_env.sh > $R/train_env.log 2>&1; tail -2 $R/train_env.log ;;
