@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=-1)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    for name in ("read_image", "write_image", "observed_colours", "undistorted_reconstruction", "undistortion_map",
+    for name in ("read_image", "write_image", "observed_colours", "write_undistorted_model", "move_keypoints", "undistortion_map",
                  "colour_points", "_write_model"):
         setattr(undistort, name, timed(name, getattr(undistort, name)))
     source = args.run.resolve()

@@ -23,10 +23,10 @@ def _opencv_camera():
                            params=[180.0, 175.0, 103.0, 77.0, 0.08, -0.05, 0.001, -0.0005])
 
 
-def test_undistorted_model_moves_each_keypoint_to_its_pinhole_projection():
+def test_undistorted_model_moves_each_keypoint_to_its_pinhole_projection(tmp_path):
     import pycolmap
 
-    from splatforge.poses.undistort import undistorted_reconstruction, undistortion_map
+    from splatforge.poses.undistort import undistortion_map, write_undistorted_model
 
     cam = _opencv_camera()
     rec = pycolmap.Reconstruction()
@@ -36,9 +36,12 @@ def test_undistorted_model_moves_each_keypoint_to_its_pinhole_projection():
     poses = [pycolmap.Rigid3d(pycolmap.Rotation3d(np.eye(3)), np.array([x, 0.0, 0.0])) for x in (0.0, 0.3)]
     for image_id, pose in enumerate(poses, start=1):
         cam_points = points + pose.translation
+        keypoints = np.concatenate([cam.img_from_cam(cam_points), [[17.0 + image_id, 33.0]]])  # + one unmatched
         image = pycolmap.Image(name=f"{image_id}.png", camera_id=1, image_id=image_id,
-                               points2D=[pycolmap.Point2D(xy) for xy in cam.img_from_cam(cam_points)])
+                               points2D=[pycolmap.Point2D(xy) for xy in keypoints])
         rec.add_image_with_trivial_frame(image, pose)
+    rec.add_image_with_trivial_frame(pycolmap.Image(name="unplaced.png", camera_id=1, image_id=3,
+                                                    points2D=[pycolmap.Point2D([5.0, 6.0])]))
     for j, xyz in enumerate(points):
         track = pycolmap.Track()
         for image_id in (1, 2):
@@ -46,13 +49,16 @@ def test_undistorted_model_moves_each_keypoint_to_its_pinhole_projection():
         rec.add_point3D(xyz, track, np.array([200, 100, 50], np.uint8))
 
     pinhole, _, _ = undistortion_map(cam)
-    out = undistorted_reconstruction(rec, {1: pinhole})
+    out = pycolmap.Reconstruction(write_undistorted_model(rec, {1: pinhole}, tmp_path / "sparse"))
     assert out.cameras[1].model.name == "PINHOLE" and rec.cameras[1].model.name == "OPENCV"  # input untouched
     assert (out.cameras[1].width, out.cameras[1].height) == (pinhole.width, pinhole.height)
+    assert sorted(out.images) == [1, 2]  # the unplaced image has no undistorted file: left out
     for image_id, pose in enumerate(poses, start=1):
         moved = np.array([p.xy for p in out.images[image_id].points2D])
-        expected = pinhole.img_from_cam(points + pose.translation)
+        extra = pinhole.img_from_cam(np.c_[cam.cam_from_img(np.array([[17.0 + image_id, 33.0]])), 1.0])
+        expected = np.concatenate([pinhole.img_from_cam(points + pose.translation), extra])
         np.testing.assert_allclose(moved, expected, atol=1e-6)
+        assert np.abs(moved[-1] - [17.0 + image_id, 33.0]).max() > 0.1  # an unmatched keypoint moves too
         assert [p.point3D_id for p in out.images[image_id].points2D] == \
                [p.point3D_id for p in rec.images[image_id].points2D]
         np.testing.assert_allclose(out.images[image_id].cam_from_world().matrix(), pose.matrix(), atol=1e-12)

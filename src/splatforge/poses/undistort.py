@@ -19,7 +19,8 @@ pixels) and one OpenCV remap table per camera, shared by every image of that cam
 whose table moves no pixel (PINHOLE already, e.g. known poses of a posed capture) gets hard links to its
 frames instead of decoded, remapped and re-encoded copies (300 1080p JPEGs: 20 CPU s and 150 MB saved).
 pycolmap has no binding for COLMAP's UndistortReconstruction, so the PINHOLE model is made here: the
-cameras replaced, each keypoint mapped through the original camera's rays into the PINHOLE one.
+cameras replaced, each keypoint mapped through the original camera's rays into the PINHOLE one (in the written
+images.bin, all keypoints of a camera at once: `move_keypoints` says why).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,30 +74,67 @@ def write_sparse(reconstruction, run: RunDir) -> Path:
     return run.sparse
 
 
-def undistorted_reconstruction(reconstruction, pinholes: dict):
-    """A copy of `reconstruction` for the undistorted images: each camera replaced by its PINHOLE camera
-    (`pinholes`: camera_id -> pycolmap.Camera), each keypoint moved to where its ray meets the PINHOLE
-    image, unregistered images dropped. Poses and 3D points are unchanged."""
+def write_undistorted_model(reconstruction, pinholes: dict, folder: Path) -> Path:
+    """Write the model of the undistorted images into `folder`: a copy of `reconstruction` with each camera
+    replaced by its PINHOLE camera (`pinholes`: camera_id -> pycolmap.Camera), each keypoint moved to where its
+    ray meets the PINHOLE image, unregistered images dropped. Poses and 3D points are unchanged."""
     import pycolmap
 
     rec = pycolmap.Reconstruction(reconstruction)
     rec.tear_down()  # drops the images without a pose (they have no undistorted file)
-    originals = reconstruction.cameras  # `rec` is a copy: these stay the original cameras
     for cam_id, cam in rec.cameras.items():
         pinhole = pinholes[cam_id]
         cam.model, cam.width, cam.height, cam.params = pinhole.model, pinhole.width, pinhole.height, pinhole.params
-    for image in rec.images.values():
-        points = image.points2D
-        if len(points) == 0:
+    _write_model(rec, folder)
+    originals = reconstruction.cameras
+
+    def move(camera_id: int, xy: np.ndarray) -> np.ndarray:
+        rays = originals[camera_id].cam_from_img(xy)
+        moved = pinholes[camera_id].img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], axis=1))
+        return np.where(np.isfinite(moved).all(axis=1, keepdims=True), moved, xy)
+
+    move_keypoints(folder / "images.bin", move)
+    return folder
+
+
+# One keypoint in COLMAP's images.bin: x, y (float64, COLMAP's pixels), then the id of its 3D point (uint64).
+_KEYPOINT = np.dtype([("xy", "<f8", (2,)), ("point3D_id", "<u8")])
+
+
+def move_keypoints(images_bin: Path, move) -> None:
+    """Rewrite the keypoint positions in a COLMAP images.bin in place: `move(camera_id, xy)` -> new xy, with xy
+    every keypoint of that camera's images, (N, 2) float64.
+
+    By hand, on the file: pycolmap reads and writes an image's keypoints one Python call at a time (fox's 75k
+    took 0.5 s on one thread, the undistortion step's longest serial part; 150 video frames 1-2 s on the H100),
+    while COLMAP's binary layout is fixed and documented (src/colmap/scene/reconstruction_io_binary.cc):
+    uint64 count, then per image uint32 id, 4 + 3 float64 pose, uint32 camera id, a NUL-terminated name,
+    uint64 keypoint count and the keypoints (`_KEYPOINT`).
+    """
+    data = bytearray(Path(images_bin).read_bytes())
+    (count,) = struct.unpack_from("<Q", data, 0)
+    offset, blocks = 8, {}  # camera id -> keypoint arrays (views into `data`)
+    for _ in range(count):
+        (camera_id,) = struct.unpack_from("<I", data, offset + 4 + 56)
+        name_end = data.index(0, offset + 64)
+        (num_points,) = struct.unpack_from("<Q", data, name_end + 1)
+        start = name_end + 9
+        blocks.setdefault(camera_id, []).append(np.frombuffer(data, _KEYPOINT, num_points, start))
+        offset = start + num_points * _KEYPOINT.itemsize
+    if offset != len(data):
+        raise ValueError(f"{images_bin}: not COLMAP's images.bin layout ({len(data) - offset} bytes left over)")
+    for camera_id, arrays in blocks.items():
+        arrays = [a for a in arrays if len(a)]
+        if not arrays:
             continue
-        xy = np.array([p.xy for p in points], dtype=np.float64)
-        rays = originals[image.camera_id].cam_from_img(xy)
-        moved = pinholes[image.camera_id].img_from_cam(np.concatenate([rays, np.ones((len(rays), 1))], axis=1))
-        finite = np.isfinite(moved).all(axis=1)  # once per image: a per-keypoint numpy call cost fox ~2 CPU s
-        for point, new_xy, ok in zip(points, moved.tolist(), finite.tolist()):
-            if ok:
-                point.xy = new_xy
-    return rec
+        moved = move(camera_id, np.concatenate([a["xy"] for a in arrays]))
+        start = 0
+        for a in arrays:
+            a["xy"] = moved[start:start + len(a)]
+            start += len(a)
+    tmp = Path(images_bin).with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(images_bin)
 
 
 # COLMAP camera models that are OpenCV's pinhole + distortion model: (focal x, focal y, principal point x, y)
@@ -251,17 +290,12 @@ def undistort(reconstruction, run: RunDir, max_image_size: int = -1, num_threads
     images = [im for im in reconstruction.images.values() if im.has_pose]
     threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        # The PINHOLE model is made while the images are: it is one thread of per-keypoint Python calls (0.5 s
-        # on fox), and the image work (OpenCV decode, remap, encode) runs without the GIL.
-        pinhole_model = pool.submit(undistorted_reconstruction, reconstruction, pinholes)
         samples = [s for s in pool.map(work, images) if s is not None]
-        undistorted = pinhole_model.result()
     if colour:
         colour_points(reconstruction, samples)
-        colour_points(undistorted, samples)
         _write_model(reconstruction, run.distorted_sparse)  # write_sparse wrote it before the colours
 
-    _write_model(undistorted, run.sparse)
+    write_undistorted_model(reconstruction, pinholes, run.sparse)
     _link_folder(run.images, run.images_undistorted)
     scene = reconstruction_to_scene(reconstruction, run.images_undistorted)
     cam_of = {im.name: im.camera_id for im in images}
