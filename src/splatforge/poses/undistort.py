@@ -99,34 +99,43 @@ def write_undistorted_model(reconstruction, pinholes: dict, folder: Path) -> Pat
 
 # One keypoint in COLMAP's images.bin: x, y (float64, COLMAP's pixels), then the id of its 3D point (uint64).
 _KEYPOINT = np.dtype([("xy", "<f8", (2,)), ("point3D_id", "<u8")])
+NO_POINT3D = np.iinfo(np.uint64).max  # a keypoint without a 3D point
 
 
-def move_keypoints(images_bin: Path, move) -> None:
-    """Rewrite the keypoint positions in a COLMAP images.bin in place: `move(camera_id, xy)` -> new xy, with xy
-    every keypoint of that camera's images, (N, 2) float64.
+def keypoints_in_file(data: bytes | bytearray) -> dict[int, tuple[int, np.ndarray]]:
+    """image id -> (camera id, its keypoints: a `_KEYPOINT` array viewing `data`, the bytes of an images.bin;
+    writable where `data` is a bytearray).
 
     By hand, on the file: pycolmap reads and writes an image's keypoints one Python call at a time (fox's 75k
-    took 0.5 s on one thread, the undistortion step's longest serial part; 150 video frames 1-2 s on the H100),
-    while COLMAP's binary layout is fixed and documented (src/colmap/scene/reconstruction_io_binary.cc):
-    uint64 count, then per image uint32 id, 4 + 3 float64 pose, uint32 camera id, a NUL-terminated name,
-    uint64 keypoint count and the keypoints (`_KEYPOINT`).
+    took 0.5 s on one thread, the undistortion step's longest serial part, and held the GIL against the image
+    workers; 150 video frames 1.6-2.0 s of the step on the H100), while COLMAP's binary layout is fixed and
+    documented (src/colmap/scene/reconstruction_io_binary.cc): uint64 count, then per image uint32 id, 4 + 3
+    float64 pose, uint32 camera id, a NUL-terminated name, uint64 keypoint count and the keypoints.
     """
-    data = bytearray(Path(images_bin).read_bytes())
     (count,) = struct.unpack_from("<Q", data, 0)
-    offset, blocks = 8, {}  # camera id -> keypoint arrays (views into `data`)
+    offset, images = 8, {}
     for _ in range(count):
+        image_id, = struct.unpack_from("<I", data, offset)
         (camera_id,) = struct.unpack_from("<I", data, offset + 4 + 56)
         name_end = data.index(0, offset + 64)
         (num_points,) = struct.unpack_from("<Q", data, name_end + 1)
         start = name_end + 9
-        blocks.setdefault(camera_id, []).append(np.frombuffer(data, _KEYPOINT, num_points, start))
+        images[image_id] = camera_id, np.frombuffer(data, _KEYPOINT, num_points, start)
         offset = start + num_points * _KEYPOINT.itemsize
     if offset != len(data):
-        raise ValueError(f"{images_bin}: not COLMAP's images.bin layout ({len(data) - offset} bytes left over)")
-    for camera_id, arrays in blocks.items():
-        arrays = [a for a in arrays if len(a)]
-        if not arrays:
-            continue
+        raise ValueError(f"not COLMAP's images.bin layout ({len(data) - offset} bytes left over)")
+    return images
+
+
+def move_keypoints(images_bin: Path, move) -> None:
+    """Rewrite the keypoint positions in a COLMAP images.bin in place (`keypoints_in_file` says why by hand):
+    `move(camera_id, xy)` -> new xy, with xy every keypoint of that camera's images, (N, 2) float64."""
+    data = bytearray(Path(images_bin).read_bytes())
+    by_camera: dict[int, list[np.ndarray]] = {}
+    for camera_id, keypoints in keypoints_in_file(data).values():
+        if len(keypoints):
+            by_camera.setdefault(camera_id, []).append(keypoints)
+    for camera_id, arrays in by_camera.items():
         moved = move(camera_id, np.concatenate([a["xy"] for a in arrays]))
         start = 0
         for a in arrays:
@@ -212,14 +221,15 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def observed_colours(rgb: np.ndarray, image) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) ids of the 3D points `image` observes and (N, 3) float32 colours of `rgb`, its (H, W, 3) uint8
-    pixels, at their keypoints: bilinear, COLMAP's pixel centres at +0.5, as COLMAP samples them."""
+def observed_colours(rgb: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) ids of the 3D points an image observes and (N, 3) float32 colours of `rgb`, its (H, W, 3) uint8
+    pixels, at their keypoints (`keypoints`: the image's `_KEYPOINT` array, as `keypoints_in_file` reads it):
+    bilinear, COLMAP's pixel centres at +0.5, as COLMAP samples them."""
     # By hand, not cv2.remap: COLMAP averages unrounded samples over a track (remap rounds each to uint8), and
     # remap's maps are capped at 32767 wide (an image can observe more points than that).
-    observed = image.get_observation_points2D()
-    ids = np.array([p.point3D_id for p in observed], dtype=np.int64)
-    xy = np.array([p.xy for p in observed], dtype=np.float64).reshape(-1, 2) - 0.5
+    observed = keypoints[keypoints["point3D_id"] != NO_POINT3D]
+    ids = observed["point3D_id"].astype(np.int64)
+    xy = observed["xy"].reshape(-1, 2) - 0.5
     h, w = rgb.shape[:2]
     x, y = np.clip(xy[:, 0], 0, w - 1), np.clip(xy[:, 1], 0, h - 1)
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
@@ -274,31 +284,37 @@ def undistort(reconstruction, run: RunDir, max_image_size: int = -1, num_threads
         pinholes[cam_id] = pinhole
         cameras[cam_id] = Camera.from_colmap("PINHOLE", pinhole.width, pinhole.height, list(pinhole.params))
 
-    def work(image):
-        identity = tables[image.camera_id] is None
+    keypoints = {}
+    if colour:  # each image's keypoints and 3D point ids, read back in bulk (keypoints_in_file says why)
+        _write_model(reconstruction, run.distorted_sparse)
+        keypoints = keypoints_in_file((run.distorted_sparse / "images.bin").read_bytes())
+
+    def work(image: tuple[int, str, int]):  # (image id, name, camera id): no pycolmap calls on the pool
+        image_id, name, camera_id = image
+        identity = tables[camera_id] is None
         if identity:  # a PINHOLE camera already: the same file, not a re-encoded copy
-            _link_or_copy(run.frames / image.name, run.images_undistorted / image.name)
+            _link_or_copy(run.frames / name, run.images_undistorted / name)
             if not colour:
                 return None
-        src = read_image(run.frames / image.name)  # the pixels COLMAP saw (frames/ is upright, no EXIF tag)
+        src = read_image(run.frames / name)  # the pixels COLMAP saw (frames/ is upright, no EXIF tag)
         if not identity:
-            map_x, map_y = tables[image.camera_id]
+            map_x, map_y = tables[camera_id]
             out = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            write_image(run.images_undistorted / image.name, out)
-        return observed_colours(src, image) if colour else None
+            write_image(run.images_undistorted / name, out)
+        return observed_colours(src, keypoints[image_id][1]) if colour else None
 
-    images = [im for im in reconstruction.images.values() if im.has_pose]
+    images = [(im.image_id, im.name, im.camera_id) for im in reconstruction.images.values() if im.has_pose]
     threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         samples = [s for s in pool.map(work, images) if s is not None]
     if colour:
         colour_points(reconstruction, samples)
-        _write_model(reconstruction, run.distorted_sparse)  # write_sparse wrote it before the colours
+        _write_model(reconstruction, run.distorted_sparse)  # now with the colours
 
     write_undistorted_model(reconstruction, pinholes, run.sparse)
     _link_folder(run.images, run.images_undistorted)
     scene = reconstruction_to_scene(reconstruction, run.images_undistorted)
-    cam_of = {im.name: im.camera_id for im in images}
+    cam_of = {name: camera_id for _, name, camera_id in images}
     scene.frames = [Frame(f.name, f.image, cameras[cam_of[f.name]], f.w2c) for f in scene.frames]
     return scene
 
