@@ -427,7 +427,8 @@ def test_global_bundle_adjustments_get_the_final_tolerance_once_every_photo_is_p
     for options, video, expect in ((fast, False, 7), (PoseOptions(), False, 0),  # off: COLMAP's throughout
                                    (replace(fast, ba_final_function_tolerance=1e-3), False, 0),  # the same throughout
                                    (replace(fast, mapping_preset="thorough"), False, 0),
-                                   (fast, True, 0)):  # video frames: their own tolerance throughout
+                                   (fast, True, 0),  # video frames: their own, as small as the final one
+                                   (PoseOptions(video_ba_function_tolerance=1e-3), True, 7)):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", [f"{i}.jpg" for i in range(7)],
                            options, True, video=video)
         assert seen.pop() == (0, expect, options.ba_final_function_tolerance)

@@ -637,9 +637,9 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     opts.image_names = list(names)
     if kind == "incremental":
         opts.ba_refine_extra_params = options.fix_distortion_until <= 0
-        # Photos: once every photo is placed, the final global refinement gets its own early stop
-        # (PoseOptions.ba_final_function_tolerance says why).
-        final = not video and options.mapping_preset == "fast" and \
+        # Once every image is placed, the final global refinement gets its own, smaller early stop
+        # (PoseOptions.ba_final_function_tolerance).
+        final = options.mapping_preset == "fast" and \
             0 <= options.ba_final_function_tolerance < opts.ba_global_function_tolerance
         models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
                                  len(names) if final else 0, options.ba_final_function_tolerance)

@@ -134,7 +134,8 @@ class PoseOptions:
     # over), whatever the final refinement's tolerance below (docs/benchmarks.md "Pose stage, 2026-11-28, second
     # session"). Video frames have their own, `video_ba_function_tolerance`.
     ba_global_function_tolerance: float = 0.0
-    # ...and once every photo is placed (the final refinement), this one instead, where it is smaller.
+    # ...and once every image is placed (the final refinement), this one instead where it is smaller, for photos
+    # and (`video_ba_function_tolerance`) video frames.
     ba_final_function_tolerance: float = 1e-4
     # Global BA leaves out points that add no coverage (COLMAP: off). Fox: -9 % mapping CPU but 0.198 instead
     # of 0.181 degrees: off.
@@ -143,8 +144,11 @@ class PoseOptions:
     # iteration lowers the cost by less than this fraction (Ceres' function_tolerance; COLMAP: 0, so every
     # global BA runs to its iteration limit). Measured on colosseum.mp4 (640x360, 2 threads): 16 of its 19
     # global BAs ran all 25 iterations without converging (0.3 % less cost per iteration, ~80 % of the mapping
-    # CPU); at 1e-4 they stop after 2-3. Video only: photos keep COLMAP's schedule (fox not re-measured).
-    # 0: as for photos. docs/benchmarks.md "Mapping video frames".
+    # CPU); at 1e-4 they stop after 2-3. Video only: photos have `ba_global_function_tolerance`, off.
+    # 0: as for photos. docs/benchmarks.md "Mapping video frames". Not looser: 1e-3 (1e-4 once all 150 frames were
+    # placed) took colosseum's 150 frames from 72.5 to 67.0 CPU s on 2 cores, but its model came out 4.9 degrees
+    # from the default's, focal length 671 instead of 615 px: this low-parallax orbit ties focal length and depth
+    # together only loosely (docs/benchmarks.md "Pose stage, 2026-11-28, second session").
     video_ba_function_tolerance: float = 1e-4
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
