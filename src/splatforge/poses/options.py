@@ -127,12 +127,12 @@ class PoseOptions:
     ba_local_num_images: int = 6  # images optimised together in a local bundle adjustment (COLMAP: 6)
     # Photos: the incremental mapper's global bundle adjustments, while the model grows, stop once an iteration
     # lowers the cost by less than this fraction (Ceres' function_tolerance; COLMAP: 0, so each runs to its
-    # iteration limit or gradient tolerance). Off: faster, but less accurate on the H100. fox's matches on 2
-    # cores: mapping 10.5-12.3 -> 5.7-7.5 CPU s at 1e-3 (for local BAs too; local ones alone gained nothing). On
-    # the H100 (GPU features differ run to run), fox's mapping went 4.1-5.0 -> 2.3-3.4 s, but its median rotation
-    # error spread from 0.14-0.20 degrees (15 runs, 1 over issue 17's 0.2) to 0.10-0.24 (22 runs with 1e-3, 8
-    # over), whatever the final refinement's tolerance below (docs/benchmarks.md "Pose stage, 2026-11-28, second
-    # session"). Video frames have their own, `video_ba_function_tolerance`.
+    # iteration limit or gradient tolerance). Off by default: on, it is faster but less accurate on the H100.
+    # fox's matches on 2 cores: mapping 8.7-12.5 -> 5.7-7.5 CPU s at 1e-3 (for local BAs too; local ones alone
+    # gained nothing). On the H100 (GPU features differ run to run), fox's mapping went 4.1-5.1 -> 2.3-3.4 s, but
+    # its median rotation error spread from 0.14-0.20 degrees (15 runs, 1 over issue 17's 0.2) to 0.10-0.24 (22
+    # runs with 1e-3, 8 over), whatever the final refinement's tolerance below (docs/benchmarks.md "Pose stage,
+    # 2026-11-28, second session"). Video frames have their own, `video_ba_function_tolerance`.
     ba_global_function_tolerance: float = 0.0
     # ...and once every image is placed (the final refinement), this one instead where it is smaller, for photos
     # and (`video_ba_function_tolerance`) video frames.
