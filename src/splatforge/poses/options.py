@@ -146,9 +146,9 @@ class PoseOptions:
     # global BAs ran all 25 iterations without converging (0.3 % less cost per iteration, ~80 % of the mapping
     # CPU); at 1e-4 they stop after 2-3. Video only: photos have `ba_global_function_tolerance`, off.
     # 0: as for photos. docs/benchmarks.md "Mapping video frames". Not looser: 1e-3 (1e-4 once all 150 frames were
-    # placed) took colosseum's 150 frames from 72.5 to 67.0 CPU s on 2 cores, but its model came out 4.9 degrees
-    # from the default's, focal length 671 instead of 615 px: this low-parallax orbit ties focal length and depth
-    # together only loosely (docs/benchmarks.md "Pose stage, 2026-11-28, second session").
+    # placed) took colosseum's 150 frames from 72.5 to 67.0 CPU s on 2 cores, with its focal length at 671 instead
+    # of 615 px: this low-parallax orbit ties focal length and depth together only loosely (docs/benchmarks.md
+    # "Pose stage, 2026-11-28, second session").
     video_ba_function_tolerance: float = 1e-4
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
