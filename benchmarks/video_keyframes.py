@@ -1,12 +1,11 @@
-"""Mapping a video's frames in two steps: every STEP-th frame first, then the others registered into that model
-with its frames held fixed. Measures process CPU seconds and how far the result is from a reference model of
-the same frames (the stage's own, e.g. RUN/distorted/sparse/0).
+"""Mapping a video's frames keyframes first (PoseOptions.video_keyframe_step: every STEP-th frame, then the others
+placed into that model with its frames held fixed; 0: all in one go). Measures process CPU seconds and how far
+the result is from a reference model of the same frames (the stage's own, e.g. RUN/distorted/sparse/0).
 
-    python benchmarks/video_keyframes.py RUN REFERENCE OUT [--steps 2 3] [--threads 2] [--no-fix]
+    python benchmarks/video_keyframes.py RUN REFERENCE OUT [--steps 0 2 3] [--threads 2]
 
-RUN is a run folder the pose stage has been through (frames/ and colmap/database.db, from a video). The first
-step is the stage's own incremental mapping of video frames (colmap_engine._map, low-parallax start); the second
-is `pycolmap.incremental_mapping` continuing from its model (`input_path`, `fix_existing_frames`).
+RUN is a run folder the pose stage has been through (frames/ and colmap/database.db, from a video); mapping is
+the stage's incremental mapping of video frames (colmap_engine._map, low-parallax start).
 
 The comparison is free of any alignment: the rotation between frames k apart (k = 1, 5, 20) in one model
 against the other. Centre-based similarity alignment (scene/align.py) is not used here: on a low-parallax orbit
@@ -47,26 +46,6 @@ def relative_rotation_errors(model, reference, gaps=(1, 5, 20)) -> dict:
     return out
 
 
-def continue_options(options: PoseOptions, names: list[str], fix: bool):
-    """IncrementalPipelineOptions for the second step: the stage's video settings, the first model's frames
-    held fixed (`fix`)."""
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.num_threads = options.num_threads
-    opts.extract_colors = False
-    opts.min_num_matches = options.min_num_inliers
-    opts.image_names = names
-    opts.mapper.init_min_tri_angle = options.low_parallax_init_tri_angle
-    opts.ba_global_function_tolerance = options.video_ba_function_tolerance
-    opts.ba_global_frames_ratio = opts.ba_global_points_ratio = options.ba_global_ratio
-    opts.ba_global_max_refinements = options.ba_global_max_refinements
-    opts.ba_local_max_refinements = options.ba_local_max_refinements
-    opts.ba_global_max_num_iterations = options.ba_global_max_iterations
-    opts.ba_local_max_num_iterations = options.ba_local_max_iterations
-    opts.ba_refine_principal_point = True
-    opts.fix_existing_frames = fix
-    return opts
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -74,36 +53,25 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, nargs="+", default=[2])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-fix", action="store_true", help="let the second step move the first model's frames")
     args = ap.parse_args()
     pycolmap.logging.minloglevel = pycolmap.logging.WARNING
     database, frames = args.run / "colmap" / "database.db", args.run / "frames"
     names = list_images(frames)
     reference = pycolmap.Reconstruction(args.reference)
-    options = PoseOptions(num_threads=args.threads)
     for step in args.steps:
         out = args.out / f"step{step}"
         shutil.rmtree(out, ignore_errors=True)
-        keys = names[::step] + ([names[-1]] if (len(names) - 1) % step else [])
+        options = PoseOptions(num_threads=args.threads, video_keyframe_step=step)
         cpu, wall = time.process_time(), time.perf_counter()
-        first = colmap_engine._map("incremental", database, frames, out / "keys", keys, options, True,
-                                   low_parallax=True, video=True)
-        best = max(first.values(), key=lambda r: r.num_reg_images())
-        key_cpu = time.process_time() - cpu
-        (out / "keys_best").mkdir(parents=True)
-        best.write(out / "keys_best")
-        models = pycolmap.incremental_mapping(database, frames, out / "all",
-                                              continue_options(options, names, not args.no_fix),
-                                              input_path=out / "keys_best")
+        models = colmap_engine._map("incremental", database, frames, out, names, options, True, low_parallax=True,
+                                    video=True)
         model = max(models.values(), key=lambda r: r.num_reg_images())
-        row = {"step": step, "fixed": not args.no_fix, "keyframes": len(keys), "keyframes_placed": best.num_reg_images(),
-               "placed": model.num_reg_images(), "total": len(names), "cpu_s": round(time.process_time() - cpu, 1),
-               "keyframes_cpu_s": round(key_cpu, 1), "wall_s": round(time.perf_counter() - wall, 1),
+        row = {"step": step, "placed": model.num_reg_images(), "total": len(names),
+               "cpu_s": round(time.process_time() - cpu, 1), "wall_s": round(time.perf_counter() - wall, 1),
                "focal": [round(float(c.params[0]), 1) for c in model.cameras.values()],
                "reference_focal": [round(float(c.params[0]), 1) for c in reference.cameras.values()],
                "relative_rotation_deg": relative_rotation_errors(model, reference)}
         print(json.dumps(row), flush=True)
-
 
 if __name__ == "__main__":
     main()

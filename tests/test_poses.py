@@ -21,6 +21,10 @@ def test_options_validate_and_cameras_imply_known(tmp_path):
         PoseOptions(mapper="magic")
     with pytest.raises(ValueError, match="engine"):
         PoseOptions(engine="nerf")
+    for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
+                 "video_keyframe_step"):
+        with pytest.raises(ValueError, match=f"{name} must be 0"):
+            PoseOptions(**{name: -1})
 
 
 def test_result_dict_has_the_brief_keys(tmp_path):
@@ -444,6 +448,25 @@ def test_global_bundle_adjustments_get_the_final_tolerance_once_every_photo_is_p
     assert first[:-1] == [(n, 1e-3) for n in range(3, 14)] and first[-1] == (14, 0.0)  # the final BA: to convergence
     assert second == [(3, 1e-3), (4, 1e-3), (5, 1e-3)]  # a new model grows with the early stops again
     assert all(refined for _, refined in _FakePipeline.seen)  # no distortion schedule: refined throughout
+
+
+def test_video_keyframes_first_only_when_asked_for_enough_video_frames(monkeypatch, tmp_path):
+    from splatforge.poses import colmap_engine
+
+    taken = []
+    monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, step:
+                        taken.append((len(opts.image_names), step)) or {})
+    names = [f"{i:04d}.jpg" for i in range(12)]
+    asked = PoseOptions(video_keyframe_step=3)
+    for options, video, count, expect in ((PoseOptions(), True, 12, "one go"),  # off by default
+                                          (asked, True, 12, (12, 3)),
+                                          (asked, False, 12, "one go"),  # photos: never
+                                          (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
+                                          (replace(asked, fix_distortion_until=10), True, 12, "one go")):
+        colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
+                           video=video)
+        assert taken.pop() == expect
 
 
 def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):

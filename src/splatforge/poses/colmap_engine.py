@@ -641,11 +641,42 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         # (PoseOptions.ba_final_function_tolerance).
         final = options.mapping_preset == "fast" and \
             0 <= options.ba_final_function_tolerance < opts.ba_global_function_tolerance
-        models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
-                                 len(names) if final else 0, options.ba_final_function_tolerance)
+        step = options.video_keyframe_step
+        if video and step > 1 and len(names) >= 3 * step and not final and distortion_from(options, len(names)) <= 0:
+            models = map_keyframes_first(database, image_dir, out, opts, step)
+        else:
+            models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
+                                     len(names) if final else 0, options.ba_final_function_tolerance)
     else:
         models = pycolmap.global_mapping(database, image_dir, out, opts)
     return dict(models)
+
+
+def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: int) -> dict:
+    """Incremental mapping of video frames in two steps (PoseOptions.video_keyframe_step): every `step`-th of
+    `opts.image_names` (and the last) first, then all of them from that model, its frames held fixed
+    (`fix_existing_frames`): the long tracks of neighbouring frames make the first step's global bundle
+    adjustments the cost of video mapping, and half the frames carry the geometry. Falls back to one step when
+    the first places nothing."""
+    import copy
+
+    pycolmap = _pycolmap()
+    names = list(opts.image_names)
+    keys = names[::step] + ([names[-1]] if (len(names) - 1) % step else [])
+    first_opts = copy.copy(opts)
+    first_opts.image_names = keys
+    first = dict(pycolmap.incremental_mapping(database, image_dir, out / "keyframes", first_opts))
+    if not first:
+        log.info("incremental mapping: %d keyframes placed nothing, mapping all %d frames", len(keys), len(names))
+        return dict(pycolmap.incremental_mapping(database, image_dir, out, opts))
+    seed = max(first, key=lambda i: first[i].num_reg_images())
+    log.info("incremental mapping: %d of %d keyframes placed, now the other frames", first[seed].num_reg_images(),
+             len(keys))
+    rest_opts = copy.copy(opts)
+    rest_opts.fix_existing_frames = True
+    models = dict(pycolmap.incremental_mapping(database, image_dir, out, rest_opts,
+                                               input_path=out / "keyframes" / str(seed)))
+    return models or {0: first[seed]}
 
 
 def distortion_from(options: PoseOptions, images: int) -> int:

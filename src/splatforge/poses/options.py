@@ -150,6 +150,13 @@ class PoseOptions:
     # of 615 px: this low-parallax orbit ties focal length and depth together only loosely (docs/benchmarks.md
     # "Pose stage, 2026-11-28, second session").
     video_ba_function_tolerance: float = 1e-4
+    # Frames from a video: map every n-th frame first, then place the others into that model with its frames held
+    # fixed (colmap_engine.map_keyframes_first). 0 or 1: all frames in one go. colosseum's 150 frames, the stage's
+    # database on 2 cores: mapping 81.0 -> 41.9 CPU s at 2, all placed, focal length 612.5 instead of 615.2 px,
+    # rotations between frames 5 apart within 0.033 degrees of the one-go model's (benchmarks/video_keyframes.py,
+    # docs/benchmarks.md "Pose stage, 2026-11-28, second session"). Off until measured on the H100 and on more
+    # than one video.
+    video_keyframe_step: int = 0
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
@@ -190,6 +197,10 @@ class PoseOptions:
                                      ("ba_backend", self.ba_backend, BA_BACKENDS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
+                     "video_keyframe_step"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off) or more, not {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
