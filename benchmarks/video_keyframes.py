@@ -5,7 +5,8 @@ the result is from a reference model of the same frames (the stage's own, e.g. R
     python benchmarks/video_keyframes.py RUN REFERENCE OUT [--steps 0 2 3] [--threads 2]
 
 RUN is a run folder the pose stage has been through (frames/ and colmap/database.db, from a video); mapping is
-the stage's incremental mapping of video frames (colmap_engine._map, low-parallax start).
+the stage's incremental mapping of video frames (colmap_engine._map, its starting pair chosen as the stage
+chooses it).
 
 The comparison is free of any alignment: the rotation between frames k apart (k = 1, 5, 20) in one model
 against the other. Centre-based similarity alignment (scene/align.py) is not used here: on a low-parallax orbit
@@ -58,13 +59,17 @@ def main() -> None:
     database, frames = args.run / "colmap" / "database.db", args.run / "frames"
     names = list_images(frames)
     reference = pycolmap.Reconstruction(args.reference)
+    # the stage's choice of the starting pair (colmap_engine.map_with_fallback)
+    evidence = colmap_engine.read_evidence(database, names, PoseOptions().min_num_inliers)
+    low_parallax = evidence.low_parallax_share >= PoseOptions().low_parallax_share
+    print(f"{100 * evidence.low_parallax_share:.0f} % of the pairs show little parallax: low_parallax={low_parallax}")
     for step in args.steps:
         out = args.out / f"step{step}"
         shutil.rmtree(out, ignore_errors=True)
         options = PoseOptions(num_threads=args.threads, video_keyframe_step=step)
         cpu, wall = time.process_time(), time.perf_counter()
-        models = colmap_engine._map("incremental", database, frames, out, names, options, True, low_parallax=True,
-                                    video=True)
+        models = colmap_engine._map("incremental", database, frames, out, names, options, True,
+                                    low_parallax=low_parallax, video=True)
         model = max(models.values(), key=lambda r: r.num_reg_images())
         row = {"step": step, "placed": model.num_reg_images(), "total": len(names),
                "cpu_s": round(time.process_time() - cpu, 1), "wall_s": round(time.perf_counter() - wall, 1),
