@@ -463,7 +463,8 @@ def test_video_keyframes_first_only_when_asked_for_enough_video_frames(monkeypat
                                           (asked, True, 12, (12, 3)),
                                           (asked, False, 12, "one go"),  # photos: never
                                           (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
-                                          (replace(asked, fix_distortion_until=10), True, 12, "one go")):
+                                          (replace(asked, fix_distortion_until=10), True, 12, "one go"),
+                                          (replace(asked, video_ba_function_tolerance=1e-3), True, 12, (12, 3))):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
                            video=video)
         assert taken.pop() == expect

@@ -642,7 +642,11 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         final = options.mapping_preset == "fast" and \
             0 <= options.ba_final_function_tolerance < opts.ba_global_function_tolerance
         step = options.video_keyframe_step
-        if video and step > 1 and len(names) >= 3 * step and not final and distortion_from(options, len(names)) <= 0:
+        keyframes = video and step > 1 and len(names) >= 3 * step
+        if keyframes and distortion_from(options, len(names)) > 0:
+            log.warning("video_keyframe_step is not combined with fix_distortion_until: mapping all frames at once")
+            keyframes = False
+        if keyframes:
             models = map_keyframes_first(database, image_dir, out, opts, step)
         else:
             models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
@@ -657,7 +661,7 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: 
     `opts.image_names` (and the last) first, then all of them from that model, its frames held fixed
     (`fix_existing_frames`): the long tracks of neighbouring frames make the first step's global bundle
     adjustments the cost of video mapping, and half the frames carry the geometry. Falls back to one step when
-    the first places nothing."""
+    the first places nothing. `run_incremental`'s schedules do not apply: its final tolerance is not switched."""
     import copy
 
     pycolmap = _pycolmap()
