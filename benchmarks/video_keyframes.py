@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from splatforge.poses import PoseOptions, colmap_engine
+from splatforge.poses import PoseOptions, colmap_engine, validate
 from splatforge.poses.inputs import list_images
+from splatforge.scene.conventions import rotation_angle_deg
 
 
 def relative_rotation_errors(model, reference, gaps=(1, 5, 20)) -> dict:
-    """Median and max angle (degrees) between the rotations from frame i to frame i+k in both models."""
+    """Median and max angle (degrees) between the rotations from frame i to frame i+k in both models, per gap k,
+    and over random pairs (`validate.rotation_disagreement_deg`, the stage's own comparison)."""
     def rotations(rec):
         return {im.name: im.cam_from_world().rotation.matrix() for im in rec.images.values() if im.has_pose}
 
@@ -38,12 +40,12 @@ def relative_rotation_errors(model, reference, gaps=(1, 5, 20)) -> dict:
     names = sorted(set(a) & set(b))
     out = {}
     for k in gaps:
-        angles = []
-        for first, second in zip(names, names[k:]):
-            d = (a[second] @ a[first].T) @ (b[second] @ b[first].T).T
-            angles.append(np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1))))
+        angles = [rotation_angle_deg(a[second] @ a[first].T, b[second] @ b[first].T)
+                  for first, second in zip(names, names[k:])]
         if angles:
             out[f"gap{k}"] = [round(float(np.median(angles)), 3), round(float(np.max(angles)), 3)]
+    any_pair = validate.rotation_disagreement_deg(model, reference)
+    out["random_pairs_median"] = None if any_pair is None else round(any_pair, 3)
     return out
 
 
