@@ -153,6 +153,34 @@ def test_video_frames_mapped_keyframes_first_are_all_placed_and_accurate(tmp_pat
     assert err.median_rotation_deg <= 0.6 and err.median_center_error <= 0.01, err.to_dict()
 
 
+def test_images_left_out_are_tried_again_from_the_finished_model(synthetic_posed, tmp_path, monkeypatch):
+    """PoseOptions.retry_left_out: a model the incremental mapper finished without some images (here: it was
+    not given the last four) is continued over all of them from the finished model."""
+    import copy
+    import shutil
+
+    from splatforge.poses import colmap_engine
+
+    _, run = synthetic_posed
+    database = tmp_path / "database.db"
+    shutil.copy2(run / "colmap" / "database.db", database)
+    names = sorted(p.name for p in (run / "frames").iterdir())
+    original = colmap_engine.run_incremental
+
+    def leaves_four_out(db, images, out, opts, *args):
+        fewer = copy.copy(opts)
+        fewer.image_names = names[:-4]
+        return original(db, images, out, fewer, *args)
+
+    monkeypatch.setattr(colmap_engine, "run_incremental", leaves_four_out)
+    placed = {}
+    for retry in (False, True):
+        models = colmap_engine._map("incremental", database, run / "frames", tmp_path / f"out{retry}", names,
+                                    PoseOptions(retry_left_out=retry), True)
+        placed[retry] = max(m.num_reg_images() for m in models.values())
+    assert placed == {False: 12, True: 16}
+
+
 def test_known_cameras_with_triangulation_put_points_on_the_surface(synthetic, tmp_path):
     truth = read_scene(synthetic / "transforms.json")
     result = estimate_poses_for(synthetic / "images", tmp_path / "run",

@@ -651,6 +651,8 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         else:
             models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
                                      len(names) if final else 0, options.ba_final_function_tolerance)
+        if options.retry_left_out:
+            models = complete_model(database, image_dir, out, opts, dict(models))
     else:
         models = pycolmap.global_mapping(database, image_dir, out, opts)
     return dict(models)
@@ -681,6 +683,38 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: 
     models = dict(pycolmap.incremental_mapping(database, image_dir, out, rest_opts,
                                                input_path=out / "keyframes" / str(seed)))
     return models or {0: first[seed]}
+
+
+def complete_model(database: Path, image_dir: Path, out: Path, opts, models: dict) -> dict:
+    """`models` with its largest model replaced by that model continued over all of `opts.image_names`, when it
+    left some out and the continued one places more (PoseOptions.retry_left_out).
+
+    Why: the incremental mapper gives an image a few tries while the model grows (COLMAP's max_reg_trials) and
+    then leaves it out; the finished model has more points and better poses to register it against. The
+    continuation is pycolmap's own incremental mapping from the model (`input_path`), which tries only the
+    images the model lacks."""
+    if not models:
+        return models
+    key = max(models, key=lambda i: models[i].num_reg_images())
+    placed, total = models[key].num_reg_images(), len(opts.image_names)
+    if placed >= total or placed < opts.min_model_size:
+        return models
+    import copy
+
+    pycolmap = _pycolmap()
+    seed = out / "left_out" / "seed"
+    seed.mkdir(parents=True, exist_ok=True)
+    models[key].write(seed)
+    again = copy.copy(opts)
+    again.multiple_models = False  # the images still left out do not start models of their own
+    continued = dict(pycolmap.incremental_mapping(database, image_dir, out / "left_out", again, input_path=seed))
+    best = max(continued.values(), key=lambda r: r.num_reg_images(), default=None)
+    now = best.num_reg_images() if best is not None else 0
+    log.info("incremental mapping: %d of %d placed; the left-out images tried again from that model: %d placed",
+             placed, total, now)
+    if now > placed:
+        models[key] = best
+    return models
 
 
 def distortion_from(options: PoseOptions, images: int) -> int:
