@@ -470,6 +470,40 @@ def test_video_keyframes_first_only_when_asked_for_enough_video_frames(monkeypat
         assert taken.pop() == expect
 
 
+def test_left_out_images_retried_only_when_missing_and_kept_only_when_more_are_placed(monkeypatch, tmp_path):
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    class Model(_FakeModel):
+        def write(self, path):
+            pass
+
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.image_names = [f"{i}.jpg" for i in range(10)]
+    opts.min_model_size = 3  # as the stage sets it (PoseOptions.min_model_size)
+    runs = []
+
+    def continued(placed):
+        def run(db, images, out, again, input_path):
+            runs.append(again.multiple_models)
+            if placed is None:
+                raise RuntimeError("boom")
+            return {0: Model(placed)}
+        return run
+
+    for first, result, expect, tried in ((10, 10, 10, False),  # all placed: no retry
+                                         (7, 10, 10, True),  # the retry placed more: kept
+                                         (7, 6, 7, True),  # fewer: the first model stays
+                                         (7, None, 7, True),  # the retry crashed: the first model stays
+                                         (2, 10, 2, False)):  # below min_model_size: nothing to continue
+        monkeypatch.setattr(pycolmap, "incremental_mapping", continued(result))
+        models = colmap_engine.complete_model(tmp_path, tmp_path, tmp_path / "out", opts,
+                                              {0: Model(1), 1: Model(first)})
+        assert models[1].num_reg_images() == expect and models[0].num_reg_images() == 1
+        assert (runs.pop() is False) if tried else not runs  # one model continued, no new ones started
+
+
 def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):
     defaults = PoseOptions()
     opts = _incremental_options(monkeypatch, tmp_path, defaults)

@@ -9,6 +9,7 @@ have matches, so reuse is simply not deleting them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -664,8 +665,6 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: 
     (`fix_existing_frames`): the long tracks of neighbouring frames make the first step's global bundle
     adjustments the cost of video mapping, and half the frames carry the geometry. Falls back to one step when
     the first places nothing. `run_incremental`'s schedules do not apply: its final tolerance is not switched."""
-    import copy
-
     pycolmap = _pycolmap()
     names = list(opts.image_names)
     keys = names[::step] + ([names[-1]] if (len(names) - 1) % step else [])
@@ -699,15 +698,17 @@ def complete_model(database: Path, image_dir: Path, out: Path, opts, models: dic
     placed, total = models[key].num_reg_images(), len(opts.image_names)
     if placed >= total or placed < opts.min_model_size:
         return models
-    import copy
-
     pycolmap = _pycolmap()
     seed = out / "left_out" / "seed"
     seed.mkdir(parents=True, exist_ok=True)
     models[key].write(seed)
     again = copy.copy(opts)
     again.multiple_models = False  # the images still left out do not start models of their own
-    continued = dict(pycolmap.incremental_mapping(database, image_dir, out / "left_out", again, input_path=seed))
+    try:
+        continued = dict(pycolmap.incremental_mapping(database, image_dir, out / "left_out", again, input_path=seed))
+    except Exception as exc:  # the model already made stays; a failed retry is not a failed mapping
+        log.warning("trying the left-out images again failed: %s", exc)
+        return models
     best = max(continued.values(), key=lambda r: r.num_reg_images(), default=None)
     now = best.num_reg_images() if best is not None else 0
     log.info("incremental mapping: %d of %d placed; the left-out images tried again from that model: %d placed",
