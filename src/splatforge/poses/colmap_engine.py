@@ -677,11 +677,17 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: 
     seed = max(first, key=lambda i: first[i].num_reg_images())
     log.info("incremental mapping: %d of %d keyframes placed, now the other frames", first[seed].num_reg_images(),
              len(keys))
-    rest_opts = copy.copy(opts)
-    rest_opts.fix_existing_frames = True
-    models = dict(pycolmap.incremental_mapping(database, image_dir, out, rest_opts,
-                                               input_path=out / "keyframes" / str(seed)))
+    models = continue_mapping(database, image_dir, out, opts, out / "keyframes" / str(seed), fix_existing_frames=True)
     return models or {0: first[seed]}
+
+
+def continue_mapping(database: Path, image_dir: Path, out: Path, opts, seed: Path, **settings) -> dict:
+    """pycolmap's incremental mapping of `opts.image_names` continued from the model in `seed` (it tries only
+    the images that model lacks), with `settings` set on a copy of `opts`."""
+    again = copy.copy(opts)
+    for name, value in settings.items():
+        setattr(again, name, value)
+    return dict(_pycolmap().incremental_mapping(database, image_dir, out, again, input_path=seed))
 
 
 def complete_model(database: Path, image_dir: Path, out: Path, opts, models: dict) -> dict:
@@ -698,14 +704,11 @@ def complete_model(database: Path, image_dir: Path, out: Path, opts, models: dic
     placed, total = models[key].num_reg_images(), len(opts.image_names)
     if placed >= total or placed < opts.min_model_size:
         return models
-    pycolmap = _pycolmap()
     seed = out / "left_out" / "seed"
     seed.mkdir(parents=True, exist_ok=True)
     models[key].write(seed)
-    again = copy.copy(opts)
-    again.multiple_models = False  # the images still left out do not start models of their own
-    try:
-        continued = dict(pycolmap.incremental_mapping(database, image_dir, out / "left_out", again, input_path=seed))
+    try:  # the images still left out do not start models of their own (multiple_models)
+        continued = continue_mapping(database, image_dir, out / "left_out", opts, seed, multiple_models=False)
     except Exception as exc:  # the model already made stays; a failed retry is not a failed mapping
         log.warning("trying the left-out images again failed: %s", exc)
         return models
@@ -744,9 +747,9 @@ def run_incremental(database: Path, image_dir: Path, out: Path, opts, distortion
     if distortion_from_images <= 0 and final_from_images <= 0:
         return dict(pycolmap.incremental_mapping(database, image_dir, out, opts))
     opts.image_path = str(image_dir)
-    refine_distortion = opts.ba_refine_extra_params
+    refine_from_start = opts.ba_refine_extra_params and distortion_from_images <= 0
     tolerance = opts.ba_global_function_tolerance
-    opts.ba_refine_extra_params = refine_distortion and distortion_from_images <= 0
+    opts.ba_refine_extra_params = refine_from_start
     manager = pycolmap.ReconstructionManager()
     db = pycolmap.Database.open(database)
     try:
@@ -756,7 +759,7 @@ def run_incremental(database: Path, image_dir: Path, out: Path, opts, distortion
 
         def started():  # a new model from its starting pair (also after a discarded one)
             registered[0] = 2
-            live.ba_refine_extra_params = refine_distortion and distortion_from_images <= 0
+            live.ba_refine_extra_params = refine_from_start
             live.ba_global_function_tolerance = tolerance
 
         def grew():

@@ -115,7 +115,7 @@ def keypoints_in_file(data: bytes | bytearray) -> dict[int, tuple[int, np.ndarra
     (count,) = struct.unpack_from("<Q", data, 0)
     offset, images = 8, {}
     for _ in range(count):
-        image_id, = struct.unpack_from("<I", data, offset)
+        (image_id,) = struct.unpack_from("<I", data, offset)
         (camera_id,) = struct.unpack_from("<I", data, offset + 4 + 56)
         name_end = data.index(0, offset + 64)
         (num_points,) = struct.unpack_from("<Q", data, name_end + 1)
