@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -134,6 +135,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the run folders here instead of a temporary folder")
     args = ap.parse_args()
+    # The stage's own account (mapper retries, keyframe steps) on stderr, beside the table on stdout.
+    logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("splatforge").setLevel(logging.INFO)
     data = args.data or data_dir()
     options = PoseOptions(**{"engine": "colmap", "num_threads": args.threads, **parse_settings(args.set)})
     work = args.keep or Path(tempfile.mkdtemp(prefix="poses_bench_"))

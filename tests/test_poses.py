@@ -22,7 +22,7 @@ def test_options_validate_and_cameras_imply_known(tmp_path):
     with pytest.raises(ValueError, match="engine"):
         PoseOptions(engine="nerf")
     for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
-                 "video_keyframe_step"):
+                 "video_keyframe_step", "photo_keyframe_step"):
         with pytest.raises(ValueError, match=f"{name} must be 0"):
             PoseOptions(**{name: -1})
 
@@ -450,21 +450,26 @@ def test_global_bundle_adjustments_get_the_final_tolerance_once_every_photo_is_p
     assert all(refined for _, refined in _FakePipeline.seen)  # no distortion schedule: refined throughout
 
 
-def test_video_keyframes_first_only_when_asked_for_enough_video_frames(monkeypatch, tmp_path):
+def test_keyframes_first_only_when_asked_for_enough_images_of_their_kind(monkeypatch, tmp_path):
     from splatforge.poses import colmap_engine
 
     taken = []
     monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
-    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, step:
-                        taken.append((len(opts.image_names), step)) or {})
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, step, refine_all:
+                        taken.append((len(opts.image_names), step, refine_all)) or {})
     names = [f"{i:04d}.jpg" for i in range(12)]
     asked = PoseOptions(video_keyframe_step=3)
+    photos = PoseOptions(photo_keyframe_step=2, keyframe_refine_all=False)
     for options, video, count, expect in ((PoseOptions(), True, 12, "one go"),  # off by default
-                                          (asked, True, 12, (12, 3)),
-                                          (asked, False, 12, "one go"),  # photos: never
+                                          (PoseOptions(), False, 12, "one go"),
+                                          (asked, True, 12, (12, 3, True)),
+                                          (asked, False, 12, "one go"),  # the video step is for video
+                                          (photos, False, 12, (12, 2, False)),
+                                          (photos, True, 12, "one go"),
                                           (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
                                           (replace(asked, fix_distortion_until=10), True, 12, "one go"),
-                                          (replace(asked, video_ba_function_tolerance=1e-3), True, 12, (12, 3))):
+                                          (replace(asked, video_ba_function_tolerance=1e-3), True, 12,
+                                           (12, 3, True))):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
                            video=video)
         assert taken.pop() == expect

@@ -642,13 +642,13 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
         # (PoseOptions.ba_final_function_tolerance).
         final = options.mapping_preset == "fast" and \
             0 <= options.ba_final_function_tolerance < opts.ba_global_function_tolerance
-        step = options.video_keyframe_step
-        keyframes = video and step > 1 and len(names) >= 3 * step
+        step = options.video_keyframe_step if video else options.photo_keyframe_step
+        keyframes = step > 1 and len(names) >= 3 * step
         if keyframes and distortion_from(options, len(names)) > 0:
-            log.warning("video_keyframe_step is not combined with fix_distortion_until: mapping all frames at once")
+            log.warning("keyframe steps are not combined with fix_distortion_until: mapping all images at once")
             keyframes = False
         if keyframes:
-            models = map_keyframes_first(database, image_dir, out, opts, step)
+            models = map_keyframes_first(database, image_dir, out, opts, step, options.keyframe_refine_all)
         else:
             models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
                                      len(names) if final else 0, options.ba_final_function_tolerance)
@@ -659,12 +659,13 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     return dict(models)
 
 
-def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: int) -> dict:
+def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: int, refine_all: bool = True) -> dict:
     """Incremental mapping of video frames in two steps (PoseOptions.video_keyframe_step): every `step`-th of
     `opts.image_names` (and the last) first, then all of them from that model, its frames held fixed
     (`fix_existing_frames`): the long tracks of neighbouring frames make the first step's global bundle
     adjustments the cost of video mapping, and half the frames carry the geometry. Falls back to one step when
-    the first places nothing. `run_incremental`'s schedules do not apply: its final tolerance is not switched."""
+    the first places nothing. `run_incremental`'s schedules do not apply: its final tolerance is not switched.
+    refine_all: one more global bundle adjustment with every frame free (PoseOptions.keyframe_refine_all)."""
     pycolmap = _pycolmap()
     names = list(opts.image_names)
     keys = names[::step] + ([names[-1]] if (len(names) - 1) % step else [])
@@ -678,7 +679,19 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, step: 
     log.info("incremental mapping: %d of %d keyframes placed, now the other frames", first[seed].num_reg_images(),
              len(keys))
     models = continue_mapping(database, image_dir, out, opts, out / "keyframes" / str(seed), fix_existing_frames=True)
+    if refine_all and models:
+        key = max(models, key=lambda i: models[i].num_reg_images())
+        adjust_all(models[key], opts)
+        (out / str(key)).mkdir(parents=True, exist_ok=True)
+        models[key].write(out / str(key))
     return models or {0: first[seed]}
+
+
+def adjust_all(model, opts) -> None:
+    """One global bundle adjustment of `model` in place, with the incremental mapper's own global settings."""
+    ba = opts.get_global_bundle_adjustment()
+    ba.ceres.solver_options.num_threads = opts.num_threads
+    _pycolmap().bundle_adjustment(model, ba)
 
 
 def continue_mapping(database: Path, image_dir: Path, out: Path, opts, seed: Path, **settings) -> dict:

@@ -161,6 +161,12 @@ class PoseOptions:
     # docs/benchmarks.md "Pose stage, 2026-11-28, second session"). Off until measured on the H100 and on more
     # than one video.
     video_keyframe_step: int = 0
+    # The same for photos, every n-th by name first (capture order where the names count up; any other order
+    # still leaves a subset that the others are placed into). 0 or 1: all photos in one go.
+    photo_keyframe_step: int = 0
+    # After the frames held fixed are joined by the others: one global bundle adjustment with all of them free.
+    # Without it fox's worst camera was 0.38-0.39 degrees off (0.27 with it, 0.25 in one go).
+    keyframe_refine_all: bool = True
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
@@ -202,7 +208,7 @@ class PoseOptions:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
-                     "video_keyframe_step"):
+                     "video_keyframe_step", "photo_keyframe_step"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or more, not {getattr(self, name)!r}")
 
