@@ -21,8 +21,10 @@ def test_options_validate_and_cameras_imply_known(tmp_path):
         PoseOptions(mapper="magic")
     with pytest.raises(ValueError, match="engine"):
         PoseOptions(engine="nerf")
+    with pytest.raises(ValueError, match="keyframe_rest must be one of register, mapper"):
+        PoseOptions(keyframe_rest="fixed")
     for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
-                 "video_keyframe_step", "photo_keyframe_step"):
+                 "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images"):
         with pytest.raises(ValueError, match=f"{name} must be 0"):
             PoseOptions(**{name: -1})
 
@@ -455,21 +457,26 @@ def test_keyframes_first_only_when_asked_for_enough_images_of_their_kind(monkeyp
 
     taken = []
     monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
-    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, step, refine_all:
-                        taken.append((len(opts.image_names), step, refine_all)) or {})
-    names = [f"{i:04d}.jpg" for i in range(12)]
-    asked = PoseOptions(video_keyframe_step=3)
-    photos = PoseOptions(photo_keyframe_step=2, keyframe_refine_all=False)
-    for options, video, count, expect in ((PoseOptions(), True, 12, "one go"),  # off by default
-                                          (PoseOptions(), False, 12, "one go"),
-                                          (asked, True, 12, (12, 3, True)),
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, step, rest:
+                        taken.append((len(opts.image_names), step, rest)) or {})
+    names = [f"{i:04d}.jpg" for i in range(40)]
+    asked = PoseOptions(video_keyframe_step=3, photo_keyframe_step=0, keyframes_from_images=0)
+    photos = PoseOptions(photo_keyframe_step=2, video_keyframe_step=0, keyframe_rest="mapper",
+                         keyframes_from_images=0)
+    off = PoseOptions(video_keyframe_step=0, photo_keyframe_step=1)
+    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 3, "register")),  # on from 40 images
+                                          (PoseOptions(), False, 40, (40, 3, "register")),
+                                          (PoseOptions(), True, 39, "one go"),
+                                          (off, True, 40, "one go"),
+                                          (off, False, 40, "one go"),
+                                          (asked, True, 12, (12, 3, "register")),
                                           (asked, False, 12, "one go"),  # the video step is for video
-                                          (photos, False, 12, (12, 2, False)),
+                                          (photos, False, 12, (12, 2, "mapper")),
                                           (photos, True, 12, "one go"),
                                           (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
                                           (replace(asked, fix_distortion_until=10), True, 12, "one go"),
                                           (replace(asked, video_ba_function_tolerance=1e-3), True, 12,
-                                           (12, 3, True))):
+                                           (12, 3, "register"))):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
                            video=video)
         assert taken.pop() == expect

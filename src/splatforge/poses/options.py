@@ -10,6 +10,7 @@ MATCHING = ("auto", "sequential", "exhaustive", "retrieval")
 MAPPERS = ("auto", "incremental", "global")
 MAPPING_PRESETS = ("fast", "thorough")
 BA_BACKENDS = ("ceres", "caspar")
+KEYFRAME_REST = ("register", "mapper")
 
 
 @dataclass
@@ -154,19 +155,22 @@ class PoseOptions:
     # of 615 px: this low-parallax orbit ties focal length and depth together only loosely (docs/benchmarks.md
     # "Pose stage, 2026-11-28, second session").
     video_ba_function_tolerance: float = 1e-4
-    # Frames from a video: map every n-th frame first, then place the others into that model with its frames held
-    # fixed (colmap_engine.map_keyframes_first). 0 or 1: all frames in one go. colosseum's 150 frames, the stage's
-    # database on 2 cores: mapping 81.0 -> 41.9 CPU s at 2, all placed, focal length 612.5 instead of 615.2 px,
-    # rotations between frames 5 apart within 0.033 degrees of the one-go model's (benchmarks/video_keyframes.py,
-    # docs/benchmarks.md "Pose stage, 2026-11-28, second session"). Off until measured on the H100 and on more
-    # than one video.
-    video_keyframe_step: int = 0
-    # The same for photos, every n-th by name first (capture order where the names count up; any other order
-    # still leaves a subset that the others are placed into). 0 or 1: all photos in one go.
-    photo_keyframe_step: int = 0
-    # After the frames held fixed are joined by the others: one global bundle adjustment with all of them free.
-    # Without it fox's worst camera was 0.38-0.39 degrees off (0.27 with it, 0.25 in one go).
-    keyframe_refine_all: bool = True
+    # Keyframes first (colmap_engine.map_keyframes_first): every n-th image is mapped first, then the others are
+    # registered against that model and everything refined once (`keyframe_rest`). 0 or 1: all in one go. On for
+    # captures of `keyframes_from_images` or more; the one-go mapper's global bundle adjustments over long tracks
+    # and its per-image local ones were most of the pose stage. H100 host, the stage's whole pose step
+    # (docs/benchmarks.md "Keyframes first, 2026-11-28"): colosseum's 150 video frames 27.2-29.0 s in one go ->
+    # 12.3-16.6 s at 3, all 150 placed; fox 6.4-8.0 s -> 4.6-5.9 s at 3, median rotation error 0.14-0.19 degrees
+    # (0.17-0.18 in one go). Frames of a video in order; photos by name (capture order where names count up; in any
+    # other order a subset the others are registered against).
+    video_keyframe_step: int = 3
+    photo_keyframe_step: int = 3
+    keyframes_from_images: int = 40
+    # How the other images join the keyframes' model: "register" (each registered against it, then the mapper's
+    # global refinement; colmap_engine.place_remaining) | "mapper" (pycolmap's incremental mapping continued with
+    # the keyframes held fixed, then one global adjustment with all free: colosseum 18.7 s of mapping, against
+    # 7.2-13.0 s registering).
+    keyframe_rest: str = "register"
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
@@ -204,11 +208,12 @@ class PoseOptions:
         for name, value, allowed in (("engine", self.engine, ENGINES), ("matching", self.matching, MATCHING),
                                      ("mapper", self.mapper, MAPPERS),
                                      ("mapping_preset", self.mapping_preset, MAPPING_PRESETS),
-                                     ("ba_backend", self.ba_backend, BA_BACKENDS)):
+                                     ("ba_backend", self.ba_backend, BA_BACKENDS),
+                                     ("keyframe_rest", self.keyframe_rest, KEYFRAME_REST)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
-                     "video_keyframe_step", "photo_keyframe_step"):
+                     "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or more, not {getattr(self, name)!r}")
 
