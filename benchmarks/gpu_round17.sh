@@ -9,7 +9,7 @@ bash benchmarks/gpu_round14.sh poses-setup
 bash benchmarks/gpu_round15.sh "$capture" "$@" > /tmp/r14/table.txt
 for variant in "$@"; do
   read -r name _ <<< "$variant"
-  grep -h "keyframes placed\|tried again\|placed nothing\|mapping failed" "/tmp/r14/out/$capture-$name.log" \
+  grep -h "keyframes placed\|more images registered\|tried again\|mapping failed" "/tmp/r14/out/$capture-$name.log" \
     | sed "s/^/$name: /" | cut -c1-220
 done
 cat /tmp/r14/table.txt

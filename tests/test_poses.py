@@ -516,6 +516,34 @@ def test_left_out_images_retried_only_when_missing_and_kept_only_when_more_are_p
         assert (runs.pop() is False) if tried else not runs  # one model continued, no new ones started
 
 
+def test_keyframes_that_map_badly_give_way_to_mapping_all_in_one_go(monkeypatch, tmp_path):
+    """map_keyframes_first: fewer than half the keyframes placed (dtu_scan24's every 3rd photo: 2-6 of 17) maps
+    all images in one go; half or more go on to `place_remaining`."""
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    class Model(_FakeModel):
+        def write(self, path):
+            pass
+
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.image_names = [f"{i:02d}.jpg" for i in range(49)]
+    runs, placed = [], []
+    monkeypatch.setattr(colmap_engine, "place_remaining", lambda db, model, o: placed.append(model.registered) or
+                        Model(49))
+    for keyframes_placed, expect_runs, expect_placed in ((8, [17, 49], []), (9, [17], [9]), (None, [17, 49], [])):
+        def mapping(db, images, out, o, keyframes_placed=keyframes_placed):
+            runs.append(len(o.image_names))
+            if len(o.image_names) == 49:
+                return {0: Model(49)}
+            return {} if keyframes_placed is None else {0: Model(1), 1: Model(keyframes_placed)}
+        monkeypatch.setattr(pycolmap, "incremental_mapping", mapping)
+        models = colmap_engine.map_keyframes_first(tmp_path, tmp_path, tmp_path / "out", opts, 3)
+        assert runs == expect_runs and placed == expect_placed and models[0].num_reg_images() == 49
+        runs.clear(), placed.clear()
+
+
 def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):
     defaults = PoseOptions()
     opts = _incremental_options(monkeypatch, tmp_path, defaults)
