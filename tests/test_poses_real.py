@@ -149,8 +149,10 @@ def test_images_mapped_keyframes_first_are_all_placed_and_accurate(settings, tmp
     calls, original, joined = [], pycolmap.incremental_mapping, []
 
     def spy(database, images, out, opts, *args, **kwargs):
-        calls.append((len(opts.image_names), bool(kwargs.get("input_path")), opts.fix_existing_frames))
-        return original(database, images, out, opts, *args, **kwargs)
+        models = original(database, images, out, opts, *args, **kwargs)
+        placed = max((m.num_reg_images() for m in models.values()), default=0)
+        calls.append((len(opts.image_names), bool(kwargs.get("input_path")), opts.fix_existing_frames, placed))
+        return models
 
     def spy_on(name):
         function = getattr(colmap_engine, name)
@@ -168,13 +170,16 @@ def test_images_mapped_keyframes_first_are_all_placed_and_accurate(settings, tmp
     result = estimate_poses_for(capture / "images", tmp_path / "run",
                                 PoseOptions(engine="colmap", keyframes_from_images=0, **settings))
     step = settings.get("video_keyframe_step", settings.get("photo_keyframe_step"))
-    assert calls[0] == ((36 + step - 1) // step + (35 % step > 0) if step else 36, False, False)  # the last too
-    if not step:
-        assert len(calls) == 1 and not joined
+    keys = (36 + step - 1) // step + (35 % step > 0) if step else 36  # the last image too
+    assert calls[0][:3] == (keys, False, False)
+    if not step or calls[0][3] < keys / 2:
+        # One go; or the keyframes placed fewer than half of themselves (GPU features on every 2nd frame here:
+        # 5 of 19; the CPU's: 10 of 19), and all images are mapped in one go. (A retry of any left out may follow.)
+        assert [c[:3] for c in calls[1:2]] == ([(36, False, False)] if step else []) and not joined, calls
     elif settings.get("keyframe_rest") == "mapper":  # then all of them from it, the keyframes fixed
-        assert calls[1] == (36, True, True) and joined == [("adjust_all", 36)], joined
+        assert calls[1][:3] == (36, True, True) and joined == [("adjust_all", 36)], joined
     else:
-        assert len(calls) == 1 and [name for name, _ in joined] == ["place_remaining"], joined
+        assert len(calls) == 1 and joined == [("place_remaining", calls[0][3])], joined
     assert result.registered == result.total == 36
     err = compare_poses(read_scene(tmp_path / "run" / "transforms.json"), read_scene(capture / "transforms.json"))
     # Measured (median rotation error, degrees): all 36 in one go 0.79; video frames registered against every 2nd
