@@ -456,27 +456,30 @@ def test_keyframes_first_only_when_asked_for_enough_images_of_their_kind(monkeyp
     from splatforge.poses import colmap_engine
 
     taken = []
-    monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
-    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, step, rest:
-                        taken.append((len(opts.image_names), step, rest)) or {})
     names = [f"{i:04d}.jpg" for i in range(40)]
+    monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, keys, rest:
+                        taken.append((len(opts.image_names), len(keys), rest)) or {})
+    everything = {(a, b): 100 for a in names for b in names if a < b}  # every pair matched
+    monkeypatch.setattr(colmap_engine, "verified_pairs", lambda db, wanted: (everything, {}))
     asked = PoseOptions(video_keyframe_step=3, photo_keyframe_step=0, keyframes_from_images=0)
     photos = PoseOptions(photo_keyframe_step=2, video_keyframe_step=0, keyframe_rest="mapper",
                          keyframes_from_images=0)
     off = PoseOptions(video_keyframe_step=0, photo_keyframe_step=1)
-    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 3, "register")),  # on from 40 images
-                                          (PoseOptions(), False, 40, (40, 3, "register")),
+    # every 3rd of 40: 14 keyframes; of 12: 4 and the last; every 2nd of 12: 6 and the last
+    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 14, "register")),  # on from 40 images
+                                          (PoseOptions(), False, 40, (40, 14, "register")),
                                           (PoseOptions(), True, 39, "one go"),
                                           (off, True, 40, "one go"),
                                           (off, False, 40, "one go"),
-                                          (asked, True, 12, (12, 3, "register")),
+                                          (asked, True, 12, (12, 5, "register")),
                                           (asked, False, 12, "one go"),  # the video step is for video
-                                          (photos, False, 12, (12, 2, "mapper")),
+                                          (photos, False, 12, (12, 7, "mapper")),
                                           (photos, True, 12, "one go"),
                                           (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
                                           (replace(asked, fix_distortion_until=10), True, 12, "one go"),
                                           (replace(asked, video_ba_function_tolerance=1e-3), True, 12,
-                                           (12, 3, "register"))):
+                                           (12, 5, "register"))):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
                            video=video)
         assert taken.pop() == expect
@@ -516,6 +519,24 @@ def test_left_out_images_retried_only_when_missing_and_kept_only_when_more_are_p
         assert (runs.pop() is False) if tried else not runs  # one model continued, no new ones started
 
 
+def test_keyframes_are_every_nth_image_whose_images_are_matched_well_among_themselves():
+    from splatforge.poses.colmap_engine import keyframe_subset
+
+    names = [f"{i:02d}.jpg" for i in range(30)]
+
+    def chain(reach, inliers=100):  # each image matched to those up to `reach` places on (sequential matching)
+        return {(names[i], names[j]): inliers for i in range(30) for j in range(i + 1, min(30, i + reach + 1))}
+
+    assert keyframe_subset(names, chain(29), 3, 15) == names[::3] + ["29.jpg"]  # every pair matched
+    # overlap 5: every 3rd meets only the keyframes 3 on either side; every 2nd meets 4 of them
+    assert keyframe_subset(names, chain(5), 3, 15) == names[::2] + ["29.jpg"]
+    assert keyframe_subset(names, chain(5), 2, 15) == names[::2] + ["29.jpg"]
+    assert keyframe_subset(names, chain(3), 3, 15) is None  # every 2nd meets only 2
+    assert keyframe_subset(names, chain(29, inliers=10), 3, 15) is None  # matches too weak to count
+    halves = {pair: n for pair, n in chain(29).items() if (pair[0] < "15") == (pair[1] < "15")}
+    assert keyframe_subset(names, halves, 3, 15) is None  # two groups that share nothing
+
+
 def test_keyframes_that_map_badly_give_way_to_mapping_all_in_one_go(monkeypatch, tmp_path):
     """map_keyframes_first: fewer than half the keyframes placed (dtu_scan24's every 3rd photo: 2-6 of 17) maps
     all images in one go; half or more go on to `place_remaining`."""
@@ -539,7 +560,8 @@ def test_keyframes_that_map_badly_give_way_to_mapping_all_in_one_go(monkeypatch,
                 return {0: Model(49)}
             return {} if keyframes_placed is None else {0: Model(1), 1: Model(keyframes_placed)}
         monkeypatch.setattr(pycolmap, "incremental_mapping", mapping)
-        models = colmap_engine.map_keyframes_first(tmp_path, tmp_path, tmp_path / "out", opts, 3)
+        models = colmap_engine.map_keyframes_first(tmp_path, tmp_path, tmp_path / "out", opts,
+                                                   opts.image_names[::3])
         assert runs == expect_runs and placed == expect_placed and models[0].num_reg_images() == 49
         runs.clear(), placed.clear()
 
