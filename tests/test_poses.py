@@ -458,28 +458,29 @@ def test_keyframes_first_only_when_asked_for_enough_images_of_their_kind(monkeyp
     taken = []
     names = [f"{i:04d}.jpg" for i in range(40)]
     monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
-    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, keys, rest:
-                        taken.append((len(opts.image_names), len(keys), rest)) or {})
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, keys, rest, refine_each:
+                        taken.append((len(opts.image_names), len(keys), rest, refine_each)) or {})
     everything = {(a, b): 100 for a in names for b in names if a < b}  # every pair matched
     monkeypatch.setattr(colmap_engine, "verified_pairs", lambda db, wanted: (everything, {}))
     asked = PoseOptions(video_keyframe_step=3, photo_keyframe_step=0, keyframes_from_images=0)
     photos = PoseOptions(photo_keyframe_step=2, video_keyframe_step=0, keyframe_rest="mapper",
                          keyframes_from_images=0)
     off = PoseOptions(video_keyframe_step=0, photo_keyframe_step=1)
-    # every 3rd of 40: 14 keyframes; of 12: 4 and the last; every 2nd of 12: 6 and the last
-    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 14, "register")),  # on from 40 images
-                                          (PoseOptions(), False, 40, (40, 14, "register")),
+    # every 3rd of 40: 14 keyframes; of 12: 4 and the last; every 2nd of 12: 6 and the last. Photos registered
+    # against the keyframes get the mapper's local refinement each; video frames do not.
+    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 14, "register", False)),  # from 40
+                                          (PoseOptions(), False, 40, (40, 14, "register", True)),
                                           (PoseOptions(), True, 39, "one go"),
                                           (off, True, 40, "one go"),
                                           (off, False, 40, "one go"),
-                                          (asked, True, 12, (12, 5, "register")),
+                                          (asked, True, 12, (12, 5, "register", False)),
                                           (asked, False, 12, "one go"),  # the video step is for video
-                                          (photos, False, 12, (12, 7, "mapper")),
+                                          (photos, False, 12, (12, 7, "mapper", True)),
                                           (photos, True, 12, "one go"),
                                           (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
                                           (replace(asked, fix_distortion_until=10), True, 12, "one go"),
                                           (replace(asked, video_ba_function_tolerance=1e-3), True, 12,
-                                           (12, 5, "register"))):
+                                           (12, 5, "register", False))):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
                            video=video)
         assert taken.pop() == expect
@@ -551,8 +552,8 @@ def test_keyframes_that_map_badly_give_way_to_mapping_all_in_one_go(monkeypatch,
     opts = pycolmap.IncrementalPipelineOptions()
     opts.image_names = [f"{i:02d}.jpg" for i in range(49)]
     runs, placed = [], []
-    monkeypatch.setattr(colmap_engine, "place_remaining", lambda db, model, o: placed.append(model.registered) or
-                        Model(49))
+    monkeypatch.setattr(colmap_engine, "place_remaining", lambda db, model, o, refine_each: placed.append(
+                        model.registered) or Model(49))
     for keyframes_placed, expect_runs, expect_placed in ((8, [17, 49], []), (9, [17], [9]), (None, [17, 49], [])):
         def mapping(db, images, out, o, keyframes_placed=keyframes_placed):
             runs.append(len(o.image_names))

@@ -165,8 +165,8 @@ def test_images_mapped_keyframes_first_are_all_placed_and_accurate(settings, tmp
     monkeypatch.setattr(pycolmap, "incremental_mapping", spy)
     monkeypatch.setattr(colmap_engine, "adjust_all", spy_on("adjust_all"))
     place = colmap_engine.place_remaining
-    monkeypatch.setattr(colmap_engine, "place_remaining", lambda db, model, opts: joined.append(
-        ("place_remaining", model.num_reg_images())) or place(db, model, opts))
+    monkeypatch.setattr(colmap_engine, "place_remaining", lambda db, model, *args: joined.append(
+        ("place_remaining", model.num_reg_images())) or place(db, model, *args))
     result = estimate_poses_for(capture / "images", tmp_path / "run",
                                 PoseOptions(engine="colmap", keyframes_from_images=0, **settings))
     step = settings.get("video_keyframe_step", settings.get("photo_keyframe_step"))

@@ -155,14 +155,15 @@ class PoseOptions:
     # of 615 px: this low-parallax orbit ties focal length and depth together only loosely (docs/benchmarks.md
     # "Pose stage, 2026-11-28, second session").
     video_ba_function_tolerance: float = 1e-4
-    # Keyframes first (colmap_engine.map_keyframes_first): every n-th image is mapped first, then the others are
-    # registered against that model and everything refined once (`keyframe_rest`). 0 or 1: all in one go. On for
-    # captures of `keyframes_from_images` or more; the one-go mapper's global bundle adjustments over long tracks
-    # and its per-image local ones were most of the pose stage. H100 host, the stage's whole pose step
-    # (docs/benchmarks.md "Keyframes first, 2026-11-28"): colosseum's 150 video frames 27.2-29.0 s in one go ->
-    # 12.3-16.6 s at 3, all 150 placed; fox 6.4-8.0 s -> 4.6-5.9 s at 3, median rotation error 0.14-0.19 degrees
-    # (0.17-0.18 in one go). Frames of a video in order; photos by name (capture order where names count up; in any
-    # other order a subset the others are registered against).
+    # Keyframes first (colmap_engine.map_keyframes_first): every n-th image is mapped first (n from the step down
+    # to 2, the largest whose images are matched well among themselves: colmap_engine.keyframe_subset), then the
+    # others are registered against that model and the model refined (`keyframe_rest`). 0 or 1: all in one go.
+    # On for captures of `keyframes_from_images` or more: the one-go mapper's global bundle adjustments over long
+    # tracks and its per-image local ones were most of the pose stage. H100 host, the whole pose step, one host
+    # (docs/benchmarks.md "Keyframes first, 2026-11-28"): colosseum's 150 video frames 21.6-22.0 s in one go ->
+    # 11.4-14.6 s, all 150 placed; fox 5.5-6.0 -> 3.5-4.0 s (measured before photos got a local refinement
+    # each, which costs fox ~3 CPU s on 2 cores and brings its median rotation error from 0.195 to 0.160
+    # degrees). Frames of a video in order; photos by name (capture order where names count up).
     video_keyframe_step: int = 3
     photo_keyframe_step: int = 3
     keyframes_from_images: int = 40
