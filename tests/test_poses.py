@@ -21,8 +21,6 @@ def test_options_validate_and_cameras_imply_known(tmp_path):
         PoseOptions(mapper="magic")
     with pytest.raises(ValueError, match="engine"):
         PoseOptions(engine="nerf")
-    with pytest.raises(ValueError, match="keyframe_rest must be one of register, mapper"):
-        PoseOptions(keyframe_rest="fixed")
     for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
                  "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images"):
         with pytest.raises(ValueError, match=f"{name} must be 0"):
@@ -458,29 +456,28 @@ def test_keyframes_first_only_when_asked_for_enough_images_of_their_kind(monkeyp
     taken = []
     names = [f"{i:04d}.jpg" for i in range(40)]
     monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
-    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, keys, rest, refine_each:
-                        taken.append((len(opts.image_names), len(keys), rest, refine_each)) or {})
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, keys, refine_each:
+                        taken.append((len(opts.image_names), len(keys), refine_each)) or {})
     everything = {(a, b): 100 for a in names for b in names if a < b}  # every pair matched
     monkeypatch.setattr(colmap_engine, "verified_pairs", lambda db, wanted: (everything, {}))
     asked = PoseOptions(video_keyframe_step=3, photo_keyframe_step=0, keyframes_from_images=0)
-    photos = PoseOptions(photo_keyframe_step=2, video_keyframe_step=0, keyframe_rest="mapper",
-                         keyframes_from_images=0)
+    photos = PoseOptions(photo_keyframe_step=2, video_keyframe_step=0, keyframes_from_images=0)
     off = PoseOptions(video_keyframe_step=0, photo_keyframe_step=1)
     # every 3rd of 40: 14 keyframes; of 12: 4 and the last; every 2nd of 12: 6 and the last. Photos registered
     # against the keyframes get the mapper's local refinement each; video frames do not.
-    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 14, "register", False)),  # from 40
-                                          (PoseOptions(), False, 40, (40, 14, "register", True)),
+    for options, video, count, expect in ((PoseOptions(), True, 40, (40, 14, False)),  # on from 40 images
+                                          (PoseOptions(), False, 40, (40, 14, True)),
                                           (PoseOptions(), True, 39, "one go"),
                                           (off, True, 40, "one go"),
                                           (off, False, 40, "one go"),
-                                          (asked, True, 12, (12, 5, "register", False)),
+                                          (asked, True, 12, (12, 5, False)),
                                           (asked, False, 12, "one go"),  # the video step is for video
-                                          (photos, False, 12, (12, 7, "mapper", True)),
+                                          (photos, False, 12, (12, 7, True)),
                                           (photos, True, 12, "one go"),
                                           (asked, True, 8, "one go"),  # fewer than 3 keyframes' worth
                                           (replace(asked, fix_distortion_until=10), True, 12, "one go"),
                                           (replace(asked, video_ba_function_tolerance=1e-3), True, 12,
-                                           (12, 5, "register", False))):
+                                           (12, 5, False))):
         colmap_engine._map("incremental", tmp_path / "db", tmp_path, tmp_path / "out", names[:count], options, True,
                            video=video)
         assert taken.pop() == expect

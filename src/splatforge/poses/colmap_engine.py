@@ -654,8 +654,7 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
                 log.info("incremental mapping: no every-n-th subset of the %d images is matched well enough "
                          "among itself; all in one go", len(names))
         if keys is not None:
-            models = map_keyframes_first(database, image_dir, out, opts, keys, options.keyframe_rest,
-                                         refine_each=not video)
+            models = map_keyframes_first(database, image_dir, out, opts, keys, refine_each=not video)
         else:
             models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
                                      len(names) if final else 0, options.ba_final_function_tolerance)
@@ -692,19 +691,16 @@ def keyframe_subset(names: list[str], pairs: dict[tuple[str, str], int], step: i
 
 
 def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, keys: list[str],
-                        rest: str = "register", refine_each: bool = False) -> dict:
+                        refine_each: bool = False) -> dict:
     """Incremental mapping in two steps (PoseOptions.video_keyframe_step / photo_keyframe_step): `keys` (of
-    `opts.image_names`; `keyframe_subset`) first, then the others joined to that model (PoseOptions.keyframe_rest):
-
-    - "register": `place_remaining`: each registered against the model (`refine_each`: and its neighbourhood
-      adjusted, as the mapper does), then the mapper's global refinement;
-    - "mapper": pycolmap's incremental mapping continued from the model with its frames held fixed
-      (`fix_existing_frames`), then one global bundle adjustment with all of them free (`adjust_all`).
+    `opts.image_names`; `keyframe_subset`) first, then the others registered against that model and the model
+    refined (`place_remaining`, with `refine_each`).
 
     Why: video frames' long tracks make the global bundle adjustments of one-go mapping its cost, and every
     frame's local adjustment and track filtering cost ~0.1 s more; a third of the frames carry the geometry.
     Falls back to one go when the first step places fewer than half the keyframes. `run_incremental`'s schedules
-    do not apply."""
+    do not apply. (pycolmap's incremental mapping continued from the keyframes' model with its frames held fixed
+    was slower: colosseum-150 18.7 s of mapping on the H100 against 7-13 s; docs/benchmarks.md.)"""
     pycolmap = _pycolmap()
     names = list(opts.image_names)
     first_opts = copy.copy(opts)
@@ -717,21 +713,12 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, keys: 
         log.info("incremental mapping: %d of %d keyframes placed, mapping all %d images in one go", placed,
                  len(keys), len(names))
         return dict(pycolmap.incremental_mapping(database, image_dir, out, opts))
-    log.info("incremental mapping: %d of %d keyframes placed, now the other images (%s)",
-             first[seed].num_reg_images(), len(keys), rest)
-    if rest == "register":
-        model = place_remaining(database, first[seed], opts, refine_each)
-        models = {0: model}
-    else:
-        models = continue_mapping(database, image_dir, out, opts, out / "keyframes" / str(seed),
-                                  fix_existing_frames=True)
-        if not models:
-            return {0: first[seed]}
-        adjust_all(max(models.values(), key=lambda r: r.num_reg_images()), opts)
-    for key, model in models.items():  # the models on disk are those handed on
-        (out / str(key)).mkdir(parents=True, exist_ok=True)
-        model.write(out / str(key))
-    return models
+    log.info("incremental mapping: %d of %d keyframes placed, now the other images", first[seed].num_reg_images(),
+             len(keys))
+    model = place_remaining(database, first[seed], opts, refine_each)
+    (out / "0").mkdir(parents=True, exist_ok=True)
+    model.write(out / "0")  # the model on disk is the one handed on
+    return {0: model}
 
 
 def place_remaining(database: Path, model, opts, refine_each: bool = False):
@@ -795,13 +782,6 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
     log.info("incremental mapping: %d more images registered against the keyframes' model",
              model.num_reg_images() - before)
     return model
-
-
-def adjust_all(model, opts) -> None:
-    """One global bundle adjustment of `model` in place, with the incremental mapper's own global settings."""
-    ba = opts.get_global_bundle_adjustment()
-    ba.ceres.solver_options.num_threads = opts.num_threads
-    _pycolmap().bundle_adjustment(model, ba)
 
 
 def continue_mapping(database: Path, image_dir: Path, out: Path, opts, seed: Path, **settings) -> dict:

@@ -10,7 +10,6 @@ MATCHING = ("auto", "sequential", "exhaustive", "retrieval")
 MAPPERS = ("auto", "incremental", "global")
 MAPPING_PRESETS = ("fast", "thorough")
 BA_BACKENDS = ("ceres", "caspar")
-KEYFRAME_REST = ("register", "mapper")
 
 
 @dataclass
@@ -157,7 +156,7 @@ class PoseOptions:
     video_ba_function_tolerance: float = 1e-4
     # Keyframes first (colmap_engine.map_keyframes_first): every n-th image is mapped first (n from the step down
     # to 2, the largest whose images are matched well among themselves: colmap_engine.keyframe_subset), then the
-    # others are registered against that model and the model refined (`keyframe_rest`). 0 or 1: all in one go.
+    # others are registered against that model and the model refined (place_remaining). 0 or 1: all in one go.
     # On for captures of `keyframes_from_images` or more: the one-go mapper's global bundle adjustments over long
     # tracks and its per-image local ones were most of the pose stage. H100 host, the whole pose step, one host
     # (docs/benchmarks.md "Keyframes first, 2026-11-28"): colosseum's 150 video frames 21.6-22.0 s in one go ->
@@ -167,11 +166,6 @@ class PoseOptions:
     video_keyframe_step: int = 3
     photo_keyframe_step: int = 3
     keyframes_from_images: int = 40
-    # How the other images join the keyframes' model: "register" (each registered against it, then the mapper's
-    # global refinement; colmap_engine.place_remaining) | "mapper" (pycolmap's incremental mapping continued with
-    # the keyframes held fixed, then one global adjustment with all free: colosseum 18.7 s of mapping, against
-    # 7.2-13.0 s registering).
-    keyframe_rest: str = "register"
     # Threads in every bundle adjustment, not only those over 50000 residuals (COLMAP's threshold): less wall
     # time on many cores, slightly more CPU time.
     ba_threads_always: bool = False
@@ -209,8 +203,7 @@ class PoseOptions:
         for name, value, allowed in (("engine", self.engine, ENGINES), ("matching", self.matching, MATCHING),
                                      ("mapper", self.mapper, MAPPERS),
                                      ("mapping_preset", self.mapping_preset, MAPPING_PRESETS),
-                                     ("ba_backend", self.ba_backend, BA_BACKENDS),
-                                     ("keyframe_rest", self.keyframe_rest, KEYFRAME_REST)):
+                                     ("ba_backend", self.ba_backend, BA_BACKENDS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
