@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def test_options_validate_and_cameras_imply_known(tmp_path):
     with pytest.raises(ValueError, match="engine"):
         PoseOptions(engine="nerf")
     for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
-                 "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images"):
+                 "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images", "principal_point_max_shift"):
         with pytest.raises(ValueError, match=f"{name} must be 0"):
             PoseOptions(**{name: -1})
 
@@ -515,6 +516,24 @@ def test_left_out_images_retried_only_when_missing_and_kept_only_when_more_are_p
                                               {0: Model(1), 1: Model(first)})
         assert models[1].num_reg_images() == expect and models[0].num_reg_images() == 1
         assert (runs.pop() is False) if tried else not runs  # one model continued, no new ones started
+
+
+def test_a_principal_point_that_drifted_is_put_back_at_the_centre_and_the_model_adjusted(monkeypatch):
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    adjusted = []
+    monkeypatch.setattr(pycolmap, "bundle_adjustment", lambda model, ba: adjusted.append(ba.refine_principal_point))
+    opts = pycolmap.IncrementalPipelineOptions()
+    for cy, max_shift, expect_cy, expect_adjusted in ((81.9, 0.03, 120.0, [False]),  # the 48-view orbit's drift
+                                                      (116.2, 0.03, 116.2, []),  # 1.6 %: kept
+                                                      (81.9, 0.0, 81.9, [])):  # 0: never
+        camera = pycolmap.Camera(model="PINHOLE", width=320, height=240, params=[277.0, 277.0, 160.0, cy])
+        model = SimpleNamespace(cameras={1: camera})
+        assert colmap_engine.recentre_drifted_principal_point(model, opts, max_shift) == bool(expect_adjusted)
+        assert camera.principal_point_y == pytest.approx(expect_cy) and adjusted == expect_adjusted
+        adjusted.clear()
 
 
 def test_keyframes_are_every_nth_image_whose_images_are_matched_well_among_themselves():

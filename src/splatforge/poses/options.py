@@ -108,6 +108,9 @@ class PoseOptions:
     # Refine the principal point in bundle adjustment. None: when one camera is shared by >= 20 photos
     # (phone principal points sit ~15 px off-centre, which otherwise tilts every pose by ~0.6 degrees).
     refine_principal_point: bool | None = None
+    # A refined principal point further from the centre than this share of the image's width or height is put
+    # back at the centre and the model adjusted again (colmap_engine.recentre_drifted_principal_point). 0: never.
+    principal_point_max_shift: float = 0.03
     # The incremental mapper keeps the camera's distortion fixed until its model has this many registered images
     # (at most half the photos, at least 3), then refines it in every bundle adjustment. 0: from the first
     # two-view bundle adjustment (COLMAP's way), which once fitted colosseum's 4-degree starting pair with k2
@@ -207,7 +210,8 @@ class PoseOptions:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         for name in ("ba_global_function_tolerance", "ba_final_function_tolerance", "video_ba_function_tolerance",
-                     "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images"):
+                     "video_keyframe_step", "photo_keyframe_step", "keyframes_from_images",
+                     "principal_point_max_shift"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or more, not {getattr(self, name)!r}")
 
