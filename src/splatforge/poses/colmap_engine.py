@@ -668,6 +668,13 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
     return dict(models)
 
 
+def global_adjustment_options(opts):
+    """The incremental mapper's own global bundle-adjustment options for `opts`, on its thread count."""
+    ba = opts.get_global_bundle_adjustment()
+    ba.ceres.solver_options.num_threads = opts.num_threads
+    return ba
+
+
 def recentre_drifted_principal_point(model, opts, max_shift: float) -> bool:
     """When bundle adjustment moved a camera's principal point further from the image centre than `max_shift`
     (a fraction of the image's width or height), put it back at the centre and adjust `model` once more with
@@ -686,9 +693,8 @@ def recentre_drifted_principal_point(model, opts, max_shift: float) -> bool:
                     "model adjusted again", camera.principal_point_x, camera.principal_point_y, camera.width,
                     camera.height)
         camera.principal_point_x, camera.principal_point_y = camera.width / 2, camera.height / 2
-    ba = opts.get_global_bundle_adjustment()
+    ba = global_adjustment_options(opts)
     ba.refine_principal_point = False
-    ba.ceres.solver_options.num_threads = opts.num_threads
     _pycolmap().bundle_adjustment(model, ba)
     return True
 
@@ -776,8 +782,7 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
     mapper = pycolmap.IncrementalMapper(cache)
     mapper.begin_reconstruction(model)
     mapper_options, triangulation = opts.get_mapper(), opts.get_triangulation()
-    ba = opts.get_global_bundle_adjustment()
-    ba.ceres.solver_options.num_threads = opts.num_threads
+    ba, local_ba = global_adjustment_options(opts), opts.get_local_bundle_adjustment()
 
     def adjust():
         mapper.complete_and_merge_tracks(triangulation)
@@ -793,7 +798,7 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
                 if refine_each:
                     mapper.iterative_local_refinement(
                         opts.ba_local_max_refinements, opts.ba_local_max_refinement_change, mapper_options,
-                        opts.get_local_bundle_adjustment(), triangulation, image_id)
+                        local_ba, triangulation, image_id)
                 placed += 1
                 # Beyond the keyframes (a first step that placed only part of them), each registration builds on
                 # the last: adjust everything as the mapper does once the model has grown by its global ratio.
