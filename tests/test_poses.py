@@ -457,7 +457,8 @@ def test_keyframes_first_only_when_asked_for_enough_images_of_their_kind(monkeyp
     taken = []
     names = [f"{i:04d}.jpg" for i in range(40)]
     monkeypatch.setattr(colmap_engine, "run_incremental", lambda *a: taken.append("one go") or {})
-    monkeypatch.setattr(colmap_engine, "map_keyframes_first", lambda db, images, out, opts, keys, refine_each:
+    monkeypatch.setattr(colmap_engine, "map_keyframes_first",
+                        lambda db, images, out, opts, keys, refine_each, principal_point_max_shift:
                         taken.append((len(opts.image_names), len(keys), refine_each)) or {})
     everything = {(a, b): 100 for a in names for b in names if a < b}  # every pair matched
     monkeypatch.setattr(colmap_engine, "verified_pairs", lambda db, wanted: (everything, {}))
@@ -581,6 +582,99 @@ def test_keyframes_that_map_badly_give_way_to_mapping_all_in_one_go(monkeypatch,
                                                    opts.image_names[::3])
         assert runs == expect_runs and placed == expect_placed and models[0].num_reg_images() == 49
         runs.clear(), placed.clear()
+
+
+def test_a_principal_point_drifted_among_the_keyframes_is_held_at_the_centre_for_the_other_images(monkeypatch,
+                                                                                                   tmp_path):
+    """map_keyframes_first: a keyframes' model whose principal point drifted over the bound has it put back at the
+    centre, and the other images are placed (and the model refined) with it held there; one within the bound keeps
+    refining it. The caller's options are left as they were."""
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    class Model(_FakeModel):
+        def __init__(self, registered, cy):
+            super().__init__(registered)
+            self.cameras = {1: pycolmap.Camera(model="PINHOLE", width=640, height=360,
+                                               params=[580.0, 580.0, 320.0, cy])}
+
+        def write(self, path):
+            pass
+
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.image_names = [f"{i:03d}.jpg" for i in range(150)]
+    opts.ba_refine_principal_point = True
+    seen = []
+    monkeypatch.setattr(colmap_engine, "place_remaining", lambda db, model, o, refine_each: seen.append(
+                        (o.ba_refine_principal_point, model.cameras[1].principal_point_y)) or model)
+    for cy, expect_cy, expect_refined in ((143.3, 180.0, False),  # colosseum's keyframes: 10 % off, recentred
+                                          (175.0, 175.0, True)):  # 1.4 %: kept, and still refined
+        keyframes = Model(51, cy)
+        monkeypatch.setattr(pycolmap, "incremental_mapping", lambda *a, model=keyframes: {0: model})
+        colmap_engine.map_keyframes_first(tmp_path, tmp_path, tmp_path / "out", opts, opts.image_names[::3],
+                                          principal_point_max_shift=0.03)
+        assert seen == [(expect_refined, pytest.approx(expect_cy))]
+        assert opts.ba_refine_principal_point
+        seen.clear()
+
+
+def test_photos_placed_against_keyframes_are_refined_locally_and_video_frames_adjusted_as_the_model_grows(
+        monkeypatch, tmp_path):
+    """place_remaining's schedule: photos get a local refinement each and one round of final refinement; video
+    frames none each, a global adjustment whenever the model has grown by the global ratio, and the final
+    refinement's full rounds."""
+    import pycolmap
+
+    from splatforge.poses import colmap_engine
+
+    class Mapper:
+        def __init__(self, cache):
+            self.calls = []
+
+        def begin_reconstruction(self, model):
+            self.model = model
+
+        def find_next_images(self, options, structure_less):
+            missing = 12 - self.model.registered
+            return list(range(missing))
+
+        def register_next_image(self, options, image_id):
+            self.model.registered += 1
+            return True
+
+        def triangulate_image(self, triangulation, image_id):
+            pass
+
+        def iterative_local_refinement(self, *args):
+            self.calls.append("local")
+
+        def complete_and_merge_tracks(self, triangulation):
+            pass
+
+        def adjust_global_bundle(self, options, ba):
+            self.calls.append(("global", self.model.registered))
+
+        def filter_points(self, options):
+            pass
+
+        def iterative_global_refinement(self, rounds, *args):
+            self.calls.append(("final", rounds))
+
+        def end_reconstruction(self, discard):
+            pass
+
+    mappers = []
+    monkeypatch.setattr(pycolmap.Database, "open", lambda path: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(pycolmap.DatabaseCache, "create", lambda db, options: None)
+    monkeypatch.setattr(pycolmap, "IncrementalMapper", lambda cache: mappers.append(Mapper(cache)) or mappers[-1])
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.image_names = [f"{i}.jpg" for i in range(12)]
+    opts.ba_global_frames_ratio, opts.ba_global_max_refinements = 2.0, 2
+    for refine_each, expect in ((True, ["local"] * 8 + [("final", 1)]),
+                                (False, [("global", 8), ("final", 2)])):  # 4 placed, adjusted at 8
+        model = colmap_engine.place_remaining(tmp_path, _FakeModel(4), opts, refine_each)
+        assert model.num_reg_images() == 12 and mappers[-1].calls == expect
 
 
 def test_fast_mapping_settings_reach_pycolmap(monkeypatch, tmp_path):

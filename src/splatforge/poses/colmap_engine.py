@@ -13,6 +13,7 @@ import copy
 import functools
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -654,7 +655,8 @@ def _map(kind: str, database: Path, image_dir: Path, out: Path, names: list[str]
                 log.info("incremental mapping: no every-n-th subset of the %d images is matched well enough "
                          "among itself; all in one go", len(names))
         if keys is not None:
-            models = map_keyframes_first(database, image_dir, out, opts, keys, refine_each=not video)
+            models = map_keyframes_first(database, image_dir, out, opts, keys, refine_each=not video,
+                                         principal_point_max_shift=options.principal_point_max_shift)
         else:
             models = run_incremental(database, image_dir, out, opts, distortion_from(options, len(names)),
                                      len(names) if final else 0, options.ba_final_function_tolerance)
@@ -684,18 +686,29 @@ def recentre_drifted_principal_point(model, opts, max_shift: float) -> bool:
     every camera's tilt. A synthetic 48-view orbit: cy drifted from 120 to 106.5 of 240 px and the rotations
     came out 2.77 degrees off (0.014 with the principal point fixed); colosseum's drifted to y 84-90 of 360.
     Phone cameras sit within ~1.5 % of the centre (fox: 15 px of 1080), which refinement should keep."""
+    if not recentre_principal_points(model, max_shift):
+        return False
+    ba = global_adjustment_options(opts)
+    ba.refine_principal_point = False
+    _pycolmap().bundle_adjustment(model, ba)
+    return True
+
+
+def recentre_principal_points(model, max_shift: float) -> bool:
+    """The principal points of `model`'s cameras further from the image centre than `max_shift` (a fraction of
+    the width or height; 0: none) put back at the centre, with a warning; True when any was. The poses are not
+    adjusted to it: `recentre_drifted_principal_point` and `map_keyframes_first` do that."""
+    if max_shift <= 0:
+        return False
     drifted = [c for c in model.cameras.values() if abs(c.principal_point_x - c.width / 2) > max_shift * c.width
                or abs(c.principal_point_y - c.height / 2) > max_shift * c.height]
-    if max_shift <= 0 or not drifted:
+    if not drifted:
         return False
     for camera in drifted:
         log.warning("the principal point drifted to (%.1f, %.1f) in a %dx%d image: put back at the centre and the "
                     "model adjusted again", camera.principal_point_x, camera.principal_point_y, camera.width,
                     camera.height)
         camera.principal_point_x, camera.principal_point_y = camera.width / 2, camera.height / 2
-    ba = global_adjustment_options(opts)
-    ba.refine_principal_point = False
-    _pycolmap().bundle_adjustment(model, ba)
     return True
 
 
@@ -725,7 +738,7 @@ def keyframe_subset(names: list[str], pairs: dict[tuple[str, str], int], step: i
 
 
 def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, keys: list[str],
-                        refine_each: bool = False) -> dict:
+                        refine_each: bool = False, principal_point_max_shift: float = 0.0) -> dict:
     """Incremental mapping in two steps (PoseOptions.video_keyframe_step / photo_keyframe_step): `keys` (of
     `opts.image_names`; `keyframe_subset`) first, then the others registered against that model and the model
     refined (`place_remaining`, with `refine_each`).
@@ -749,6 +762,12 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, keys: 
         return dict(pycolmap.incremental_mapping(database, image_dir, out, opts))
     log.info("incremental mapping: %d of %d keyframes placed, now the other images", first[seed].num_reg_images(),
              len(keys))
+    if opts.ba_refine_principal_point and recentre_principal_points(first[seed], principal_point_max_shift):
+        # Drifted already among the keyframes: held at the centre from here on, and the final refinement of
+        # place_remaining is the adjustment to it (recentre_drifted_principal_point's own would be one more
+        # global bundle adjustment: ~2 s of colosseum-150's mapping on the H100).
+        opts = copy.copy(opts)
+        opts.ba_refine_principal_point = False
     model = place_remaining(database, first[seed], opts, refine_each)
     (out / "0").mkdir(parents=True, exist_ok=True)
     model.write(out / "0")  # the model on disk is the one handed on
@@ -763,6 +782,9 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
     need it: on fox (2 cores) every 3rd photo first gave 0.195 degrees median without it (3.7 CPU s), 0.160 with
     it (6.6 CPU s; in one go 0.171, 10.4-11.5 CPU s). Video frames between keyframes do not: on colosseum it
     was 6 of the 8 s of registering 74 frames, at the same agreement with the one-go model.
+    With refine_each the model is not adjusted globally as it grows and the final refinement has one round:
+    the local refinements already keep each new photo in line. fox (2 cores, 3 runs): 0.154 degrees median at
+    4.5-5.5 CPU s of mapping, against 0.160 at 7.5 with both; dtu_scan24 49/49 at 2.8 CPU s against 3.3-3.7.
 
     Why by hand, from pycolmap's IncrementalMapper steps: its pipeline follows every registration with a local
     bundle adjustment, track completion and filtering (~0.1 s a frame on colosseum's video, 8 of 10 s for 74
@@ -789,6 +811,8 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
         mapper.adjust_global_bundle(mapper_options, ba)
         mapper.filter_points(mapper_options)
 
+    growth_ratio = math.inf if refine_each else opts.ba_global_frames_ratio
+    final_rounds = 1 if refine_each else opts.ba_global_max_refinements
     before = adjusted = model.num_reg_images()
     while True:
         placed = 0
@@ -800,17 +824,17 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
                         opts.ba_local_max_refinements, opts.ba_local_max_refinement_change, mapper_options,
                         local_ba, triangulation, image_id)
                 placed += 1
-                # Beyond the keyframes (a first step that placed only part of them), each registration builds on
-                # the last: adjust everything as the mapper does once the model has grown by its global ratio.
-                if model.num_reg_images() >= adjusted * opts.ba_global_frames_ratio:
+                # Video frames beyond the keyframes (a first step that placed only part of them) build on the
+                # last: adjust everything as the mapper does once the model has grown by its global ratio.
+                if model.num_reg_images() >= adjusted * growth_ratio:
                     adjust()
                     adjusted = model.num_reg_images()
         if not placed:
             break
     # The mapper's own end of a model: retriangulation, global adjustment and filtering until little changes
     # (one global adjustment alone left fox at 0.235 degrees median, against 0.196 with this and 0.171 in one go).
-    mapper.iterative_global_refinement(opts.ba_global_max_refinements, opts.ba_global_max_refinement_change,
-                                      mapper_options, ba, triangulation, False)
+    mapper.iterative_global_refinement(final_rounds, opts.ba_global_max_refinement_change, mapper_options, ba,
+                                      triangulation, False)
     mapper.end_reconstruction(False)
     log.info("incremental mapping: %d more images registered against the keyframes' model",
              model.num_reg_images() - before)
