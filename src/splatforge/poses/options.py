@@ -92,9 +92,10 @@ class PoseOptions:
     mapper: str = "auto"  # auto | incremental | global
     fallback_min_registered: float = 0.8  # run the other mapper when fewer than this fraction registered
     # Where the incremental mapper leaves images out of its largest model, try those once more from the finished
-    # model (colmap_engine.complete_model); the result is kept only when it places more. GPU features left 1-48 of
-    # colosseum's 150 frames and 1 of fox's 50 photos out in some H100 runs (docs/benchmarks.md, 2026-11-28).
-    retry_left_out: bool = True
+    # model (colmap_engine.complete_model); the result is kept only when it places more. Off: on the H100 it placed
+    # none of the left-out images in any run (colosseum-150 at 148-149/150, dtu_scan24 at 48/49), and it cost
+    # 4.2 s of colosseum's 14.7 s of mapping once (docs/benchmarks.md, 2026-11-28, fourth session).
+    retry_left_out: bool = False
     low_parallax_share: float = 0.5  # share of homography-explained pairs above which a capture is "low parallax"
     low_parallax_init_tri_angle: float = 4.0  # incremental mapper's starting-pair angle on such captures (COLMAP 16)
     global_min_inliers: int = 100  # pairs with fewer inliers (capped at the median) are left out of global mapping
