@@ -1,9 +1,9 @@
 """Incremental mapping settings, one lever at a time, on the same matches: process CPU seconds of the mapping,
-images registered, and the median/max rotation error against REFERENCE (a transforms.json; `none`: against the
-first variant's model).
+images registered, and the median/max rotation error against REFERENCE (a transforms.json or a COLMAP model, such
+as one --save wrote; `none`: against the first variant's model).
 
     python benchmarks/mapping_speed.py RUN REFERENCE|none OUT [--threads N] [--low-parallax]
-                                       [--video] [--variant 'label:key=value,key=value' ...]
+                                       [--video] [--variant 'label:key=value,key=value' ...] [--save DIR]
 
 RUN is a run folder the pose stage has been through (frames/ and colmap/database.db). A variant sets PoseOptions
 fields (`ba_global_ratio=1.1`) or, with a `pycolmap.` prefix, IncrementalPipelineOptions attributes on top of
@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--video", action="store_true", help="the images are frames of a video (the stage's video "
                     "mapper settings, as for a run made from a video)")
     ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--save", type=Path, help="write each variant's model here (SAVE/LABEL, COLMAP binary), to "
+                    "serve as another run's REFERENCE")
     args = ap.parse_args()
     pycolmap.logging.minloglevel = pycolmap.logging.WARNING
     frames, database = args.run / "frames", args.run / "colmap" / "database.db"
@@ -107,6 +109,9 @@ def main() -> None:
             row.update(rot_median_deg=round(err.median_rotation_deg, 3), rot_max_deg=round(err.max_rotation_deg, 3),
                        points=best.num_points3D(), reproj_px=round(best.compute_mean_reprojection_error(), 3),
                        cameras=[[round(float(v), 4) for v in c.params] for c in best.cameras.values()])
+        if best is not None and args.save:
+            (args.save / label).mkdir(parents=True, exist_ok=True)
+            best.write(args.save / label)
         print(json.dumps(row), flush=True)
         shutil.rmtree(out, ignore_errors=True)
 
