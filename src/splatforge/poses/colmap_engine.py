@@ -765,7 +765,7 @@ def map_keyframes_first(database: Path, image_dir: Path, out: Path, opts, keys: 
     if opts.ba_refine_principal_point and recentre_principal_points(first[seed], principal_point_max_shift):
         # Drifted already among the keyframes: held at the centre from here on, and the final refinement of
         # place_remaining is the adjustment to it (recentre_drifted_principal_point's own would be one more
-        # global bundle adjustment: ~2 s of colosseum-150's mapping on the H100).
+        # global bundle adjustment: 1.5-2 s of colosseum-150's mapping on the H100).
         opts = copy.copy(opts)
         opts.ba_refine_principal_point = False
     model = place_remaining(database, first[seed], opts, refine_each)
