@@ -452,14 +452,15 @@ class MatchEvidence:
         return asdict(self)
 
 
-def verified_pairs(database: Path, names: list[str]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
-    """Inlier matches of every verified pair among `names` ((name, name) -> count), and keypoints per image."""
+def verified_geometries(database: Path, names: list[str], keypoints: bool = False) -> tuple[dict, dict[str, int]]:
+    """The two-view geometry of every verified pair among `names` ((name, name) -> pycolmap.TwoViewGeometry, with
+    inlier matches), and with `keypoints` the keypoints per image (else an empty dict)."""
     pycolmap = _pycolmap()
     wanted = set(names)
     db = pycolmap.Database.open(database)
     try:
         ids = {im.image_id: im.name for im in db.read_all_images() if im.name in wanted}
-        keypoints = {name: db.num_keypoints_for_image(image_id) for image_id, name in ids.items()}
+        counts = {name: db.num_keypoints_for_image(image_id) for image_id, name in ids.items()} if keypoints else {}
         pair_ids, geometries = db.read_two_view_geometries()
     finally:
         db.close()
@@ -467,32 +468,29 @@ def verified_pairs(database: Path, names: list[str]) -> tuple[dict[tuple[str, st
     for pair_id, geom in zip(pair_ids, geometries):
         a, b = pycolmap.pair_id_to_image_pair(pair_id)
         if a in ids and b in ids and len(geom.inlier_matches):
-            pairs[(ids[a], ids[b])] = len(geom.inlier_matches)
-    return pairs, keypoints
+            pairs[(ids[a], ids[b])] = geom
+    return pairs, counts
+
+
+def verified_pairs(database: Path, names: list[str]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Inlier matches of every verified pair among `names` ((name, name) -> count), and keypoints per image."""
+    geometries, keypoints = verified_geometries(database, names, keypoints=True)
+    return {pair: len(geom.inlier_matches) for pair, geom in geometries.items()}, keypoints
 
 
 def read_evidence(database: Path, names: list[str], min_inliers: int) -> MatchEvidence:
     from splatforge.poses.explain import groups
 
-    pycolmap = _pycolmap()
-    low = pycolmap.TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC
-    wanted = set(names)
-    db = pycolmap.Database.open(database)
-    try:
-        ids = {im.image_id: im.name for im in db.read_all_images() if im.name in wanted}
-        pair_ids, geometries = db.read_two_view_geometries()
-    finally:
-        db.close()
+    low = _pycolmap().TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC
     inliers, flat, neighbours = [], 0, {}
-    for pair_id, geom in zip(pair_ids, geometries):
-        a, b = pycolmap.pair_id_to_image_pair(pair_id)
+    for (a, b), geom in verified_geometries(database, names)[0].items():
         n = len(geom.inlier_matches)
-        if a not in ids or b not in ids or n < min_inliers:
+        if n < min_inliers:
             continue
         inliers.append(n)
         flat += geom.config == low
-        neighbours.setdefault(ids[a], set()).add(ids[b])
-        neighbours.setdefault(ids[b], set()).add(ids[a])
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
     parts = groups(names, neighbours)
     return MatchEvidence(len(names), len(inliers), float(np.median(inliers)) if inliers else 0.0,
                          flat / len(inliers) if inliers else 0.0,
