@@ -163,7 +163,7 @@ def test_images_mapped_keyframes_first_are_all_placed_and_accurate(settings, tmp
     assert calls[0][:2] == (19 if step else 36, False)
     if not step or calls[0][2] < keys / 2:
         # One go; or the keyframes placed fewer than half of themselves (GPU features on every 2nd frame here:
-        # 5 of 19; the CPU's: 10 of 19), and all images are mapped in one go. (A retry of any left out may follow.)
+        # 5 of 19; the CPU's: 10 of 19), and all images are mapped in one go.
         assert [c[:2] for c in calls[1:2]] == ([(36, False)] if step else []) and not joined, calls
     else:
         assert len(calls) == 1 and joined == [calls[0][2]], (calls, joined)
