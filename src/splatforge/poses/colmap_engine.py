@@ -839,15 +839,6 @@ def place_remaining(database: Path, model, opts, refine_each: bool = False):
     return model
 
 
-def continue_mapping(database: Path, image_dir: Path, out: Path, opts, seed: Path, **settings) -> dict:
-    """pycolmap's incremental mapping of `opts.image_names` continued from the model in `seed` (it tries only
-    the images that model lacks), with `settings` set on a copy of `opts`."""
-    again = copy.copy(opts)
-    for name, value in settings.items():
-        setattr(again, name, value)
-    return dict(_pycolmap().incremental_mapping(database, image_dir, out, again, input_path=seed))
-
-
 def complete_model(database: Path, image_dir: Path, out: Path, opts, models: dict) -> dict:
     """`models` with its largest model replaced by that model continued over all of `opts.image_names`, when it
     left some out and the continued one places more (PoseOptions.retry_left_out).
@@ -865,8 +856,11 @@ def complete_model(database: Path, image_dir: Path, out: Path, opts, models: dic
     seed = out / "left_out" / "seed"
     seed.mkdir(parents=True, exist_ok=True)
     models[key].write(seed)
-    try:  # the images still left out do not start models of their own (multiple_models)
-        continued = continue_mapping(database, image_dir, out / "left_out", opts, seed, multiple_models=False)
+    again = copy.copy(opts)
+    again.multiple_models = False  # the images still left out do not start models of their own
+    try:
+        continued = dict(_pycolmap().incremental_mapping(database, image_dir, out / "left_out", again,
+                                                         input_path=seed))
     except Exception as exc:  # the model already made stays; a failed retry is not a failed mapping
         log.warning("trying the left-out images again failed: %s", exc)
         return models

@@ -162,11 +162,11 @@ class PoseOptions:
     # to 2, the largest whose images are matched well among themselves: colmap_engine.keyframe_subset), then the
     # others are registered against that model and the model refined (place_remaining). 0 or 1: all in one go.
     # On for captures of `keyframes_from_images` or more: the one-go mapper's global bundle adjustments over long
-    # tracks and its per-image local ones were most of the pose stage. H100 host, the whole pose step, one host
-    # (docs/benchmarks.md "Keyframes first, 2026-11-28"): colosseum's 150 video frames 21.6-22.0 s in one go ->
-    # 11.4-14.6 s, all 150 placed; fox 5.5-6.0 -> 3.5-4.0 s (measured before photos got a local refinement
-    # each, which costs fox ~3 CPU s on 2 cores and brings its median rotation error from 0.195 to 0.160
-    # degrees). Frames of a video in order; photos by name (capture order where names count up).
+    # tracks and its per-image local ones were most of the pose stage. H100 host, the whole pose step, one go
+    # against this in the same call (docs/benchmarks.md, "Keyframes first, 2026-11-28" and "Pose stage,
+    # 2026-11-28, fourth session"): colosseum's 150 video frames 21.6-24.5 s -> 11.4-15.5 s, all 150 placed;
+    # fox 5.7-6.1 -> 4.6-5.7 s at 0.136-0.155 degrees median (one go 0.171-0.178).
+    # Frames of a video in order; photos by name (capture order where names count up).
     video_keyframe_step: int = 3
     photo_keyframe_step: int = 3
     keyframes_from_images: int = 40
